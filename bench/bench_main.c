@@ -1,0 +1,194 @@
+/*
+ * facepay-bench - latency of a model on a backend.
+ *
+ *   facepay-bench models [--runs N] [--warmup N] [--batch B] [--threads T]
+ *                        [--backend NAME] [--json] MODEL...
+ *
+ * Method: the session is created and the input filled once; `warmup` runs
+ * are discarded (caches, page faults, lazy allocation); then `runs` timed
+ * runs with CLOCK_MONOTONIC around fpay_session_run only. We report min,
+ * median, p90 and max, never a mean: the machines are shared and noisy, and
+ * one preempted run must not move the headline number.
+ */
+#include "facepay/facepay.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of sorted v[0..n). */
+static double percentile(const double *v, int n, double p)
+{
+    int rank = (int)(p / 100.0 * n + 0.999999);
+    if (rank < 1)
+        rank = 1;
+    if (rank > n)
+        rank = n;
+    return v[rank - 1];
+}
+
+static int parse_pos(const char *s, long *v)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(s, &end, 10);
+    if (errno || end == s || *end || x < 1 || x > 1000000)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+static void cpu_model(char *buf, size_t len)
+{
+    snprintf(buf, len, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (colon && !strncmp(line, "model name", 10)) {
+            colon++;
+            while (*colon == ' ')
+                colon++;
+            colon[strcspn(colon, "\n")] = '\0';
+            snprintf(buf, len, "%s", colon);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+static int bench_model(const char *path, const char *backend, long batch, long threads,
+                       long warmup, long runs, int json, const char *cpu)
+{
+    char err[320];
+    fpay_model *m = NULL;
+    fpay_session *s = NULL;
+    float *x = NULL;
+    double *t = NULL;
+    int rc = 1;
+    if (fpay_model_load_file(path, 0, &m, err, sizeof err) != FPAY_OK) {
+        fprintf(stderr, "facepay-bench: %s\n", err);
+        return 1;
+    }
+    fpay_session_options o;
+    fpay_session_options_init(&o);
+    o.backend = backend;
+    o.threads = (int)threads;
+    if (fpay_session_create(m, &o, &s, err, sizeof err) != FPAY_OK) {
+        fprintf(stderr, "facepay-bench: %s\n", err);
+        goto out;
+    }
+    if (batch && fpay_session_set_batch(s, (int)batch) != FPAY_OK) {
+        fprintf(stderr, "facepay-bench: %s\n", fpay_session_errmsg(s));
+        goto out;
+    }
+    for (int k = 0; k < fpay_session_input_count(s); k++) {
+        fpay_tensor_info in;
+        fpay_session_input_info(s, k, &in);
+        free(x);
+        x = malloc(in.count * sizeof(float));
+        if (!x)
+            goto out;
+        for (size_t i = 0; i < in.count; i++)
+            x[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+        fpay_session_set_input(s, k, x, in.count);
+    }
+    t = malloc((size_t)runs * sizeof(double));
+    if (!t)
+        goto out;
+    for (long i = 0; i < warmup + runs; i++) {
+        double t0 = now_ms();
+        if (fpay_session_run(s) != FPAY_OK) {
+            fprintf(stderr, "facepay-bench: %s\n", fpay_session_errmsg(s));
+            goto out;
+        }
+        if (i >= warmup)
+            t[i - warmup] = now_ms() - t0;
+    }
+    qsort(t, (size_t)runs, sizeof(double), cmp_double);
+    fpay_tensor_info in;
+    fpay_session_input_info(s, 0, &in);
+    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    double med = percentile(t, (int)runs, 50), p90 = percentile(t, (int)runs, 90);
+    if (json)
+        printf("{\"suite\":\"models\",\"model\":\"%s\",\"backend\":\"%s\",\"threads\":%ld,"
+               "\"batch\":%lld,\"runs\":%ld,\"warmup\":%ld,\"min_ms\":%.4f,"
+               "\"median_ms\":%.4f,\"p90_ms\":%.4f,\"max_ms\":%.4f,\"peak_bytes\":%zu,"
+               "\"build\":\"%s\",\"cpu\":\"%s\"}\n",
+               name, fpay_session_backend(s), threads, (long long)in.dims[0], runs, warmup,
+               t[0], med, p90, t[runs - 1], fpay_session_peak_activation_bytes(s),
+               fpay_build_id(), cpu);
+    else
+        printf("%-24s %-8s %7ld %5lld %5ld %10.3f %10.3f %10.3f %10.3f\n", name,
+               fpay_session_backend(s), threads, (long long)in.dims[0], runs, t[0], med, p90,
+               t[runs - 1]);
+    rc = 0;
+out:
+    free(t);
+    free(x);
+    fpay_session_free(s);
+    fpay_model_free(m);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "models") != 0) {
+        fprintf(stderr, "usage: facepay-bench models [--runs N] [--warmup N] [--batch B] "
+                        "[--threads T] [--backend NAME] [--json] MODEL...\n");
+        return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
+    }
+    long runs = 20, warmup = 3, batch = 0, threads = 1;
+    const char *backend = "cpu";
+    int json = 0, i = 2;
+    for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
+        long *target = !strcmp(argv[i], "--runs")      ? &runs
+                       : !strcmp(argv[i], "--warmup")  ? &warmup
+                       : !strcmp(argv[i], "--batch")   ? &batch
+                       : !strcmp(argv[i], "--threads") ? &threads
+                                                       : NULL;
+        if (!strcmp(argv[i], "--json")) {
+            json = 1;
+        } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
+            backend = argv[++i];
+        } else if (target && i + 1 < argc && parse_pos(argv[i + 1], target) == 0) {
+            i++;
+        } else {
+            fprintf(stderr, "facepay-bench: bad option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (i == argc) {
+        fprintf(stderr, "facepay-bench: no MODEL given\n");
+        return 2;
+    }
+    char cpu[256];
+    cpu_model(cpu, sizeof cpu);
+    if (!json) {
+        printf("# facepay-bench models | build %s | cpu %s\n", fpay_build_id(), cpu);
+        printf("# %ld warm-up runs discarded, %ld timed runs, times in ms\n", warmup, runs);
+        printf("%-24s %-8s %7s %5s %5s %10s %10s %10s %10s\n", "model", "backend", "threads",
+               "batch", "runs", "min", "median", "p90", "max");
+    }
+    int rc = 0;
+    for (; i < argc; i++)
+        rc |= bench_model(argv[i], backend, batch, threads, warmup, runs, json, cpu);
+    return rc;
+}

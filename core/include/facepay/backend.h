@@ -1,0 +1,228 @@
+/*
+ * backend.h - the implementer header: the graph IR and the backend ABI.
+ *
+ * Application code includes facepay.h only. Backend authors (the built-in CPU
+ * backend and run-time plugins) include this header as well. The IR structs
+ * are part of the backend ABI: fields are only appended, and
+ * FPAY_BACKEND_ABI_VERSION changes when a layout changes.
+ */
+#ifndef FACEPAY_BACKEND_H
+#define FACEPAY_BACKEND_H
+
+#include "facepay/facepay.h"
+
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------- ops */
+
+/* One list drives the enum, the names and the per-op tables. The first group
+ * are the TFLite builtins the bundled models use; the last three are produced
+ * only by the optimizer. Appended, never reordered. */
+#define FPAY_OP_LIST(X)                                                       \
+    X(CONV_2D)                                                                \
+    X(DEPTHWISE_CONV_2D)                                                      \
+    X(FULLY_CONNECTED)                                                        \
+    X(ADD)                                                                    \
+    X(SUB)                                                                    \
+    X(MUL)                                                                    \
+    X(DIV)                                                                    \
+    X(ABS)                                                                    \
+    X(NEG)                                                                    \
+    X(RELU)                                                                   \
+    X(RELU6)                                                                  \
+    X(LEAKY_RELU)                                                             \
+    X(EXP)                                                                    \
+    X(MAX_POOL_2D)                                                            \
+    X(AVERAGE_POOL_2D)                                                        \
+    X(REDUCE_MAX)                                                             \
+    X(SUM)                                                                    \
+    X(RESHAPE)                                                                \
+    X(STRIDED_SLICE)                                                          \
+    X(CONCATENATION)                                                          \
+    X(CAST)                                                                   \
+    X(GREATER_EQUAL)                                                          \
+    X(LESS)                                                                   \
+    X(DEQUANTIZE)                                                             \
+    X(PRELU)                                                                  \
+    X(SOFTMAX)                                                                \
+    X(L2_NORMALIZE)
+
+typedef enum fpay_op {
+#define FPAY_OP_ENUM_(name) FPAY_OP_##name,
+    FPAY_OP_LIST(FPAY_OP_ENUM_)
+#undef FPAY_OP_ENUM_
+    FPAY_OP_COUNT_
+} fpay_op;
+
+FPAY_API const char *fpay_op_name(fpay_op op);
+
+/* Activation applied in the epilogue of conv, depthwise conv, fully connected
+ * and the binary arithmetic ops, while the value is still in registers. */
+typedef enum fpay_act {
+    FPAY_ACT_NONE = 0,
+    FPAY_ACT_RELU,
+    FPAY_ACT_RELU_N1_TO_1,
+    FPAY_ACT_RELU6,
+    FPAY_ACT_PRELU,      /* per-channel slope: node->act_slope tensor [C] */
+    FPAY_ACT_LEAKY_RELU, /* slope node->act_alpha */
+} fpay_act;
+
+typedef enum fpay_padding { FPAY_PAD_SAME = 0, FPAY_PAD_VALID = 1 } fpay_padding;
+
+/* --------------------------------------------------------------- tensors */
+
+enum {
+    FPAY_TENSOR_CONST = 1u << 0,  /* data holds the value */
+    FPAY_TENSOR_INPUT = 1u << 1,  /* a graph input */
+    FPAY_TENSOR_OUTPUT = 1u << 2, /* a graph output */
+};
+
+typedef struct fpay_tensor {
+    const char *name;            /* owned by the graph */
+    fpay_dtype dtype;
+    int rank;
+    int64_t dims[FPAY_MAX_RANK];
+    unsigned flags;
+    const void *data;            /* CONST tensors: owned by the graph, 64-byte
+                                    aligned, nbytes long */
+    size_t nbytes;
+} fpay_tensor;
+
+#define FPAY_MAX_NODE_INPUTS 16
+#define FPAY_MAX_NODE_OUTPUTS 4
+
+typedef struct fpay_conv_attr {
+    fpay_padding padding;
+    int stride_h, stride_w;
+    int dilation_h, dilation_w;
+    int depth_multiplier;        /* depthwise only */
+    /* Explicit padding, filled by shape inference from `padding`. */
+    int pad_top, pad_left, pad_bottom, pad_right;
+} fpay_conv_attr;
+
+typedef struct fpay_pool_attr {
+    fpay_padding padding;
+    int stride_h, stride_w;
+    int filter_h, filter_w;
+    int pad_top, pad_left, pad_bottom, pad_right; /* from shape inference */
+} fpay_pool_attr;
+
+typedef struct fpay_reshape_attr {
+    int rank;
+    int64_t dims[FPAY_MAX_RANK]; /* one entry may be -1 (inferred) */
+    bool batch_follows;          /* dims[0] was the declared batch: it follows
+                                    the input's dim 0 when the batch changes */
+} fpay_reshape_attr;
+
+typedef struct fpay_slice_attr {
+    int rank;                    /* length of begin/end/strides */
+    int64_t begin[FPAY_MAX_RANK], end[FPAY_MAX_RANK], strides[FPAY_MAX_RANK];
+    int begin_mask, end_mask, ellipsis_mask, new_axis_mask, shrink_axis_mask;
+} fpay_slice_attr;
+
+typedef struct fpay_node {
+    fpay_op op;
+    int n_inputs, n_outputs;
+    int inputs[FPAY_MAX_NODE_INPUTS];   /* tensor indices; -1 = optional input
+                                           absent (e.g. conv without bias) */
+    int outputs[FPAY_MAX_NODE_OUTPUTS];
+    fpay_act act;                       /* fused activation */
+    float act_alpha;                    /* LEAKY_RELU slope */
+    int act_slope;                      /* PRELU slope tensor, else -1 */
+    union {
+        fpay_conv_attr conv;            /* CONV_2D, DEPTHWISE_CONV_2D */
+        fpay_pool_attr pool;            /* MAX/AVERAGE_POOL_2D */
+        fpay_reshape_attr reshape;      /* RESHAPE */
+        fpay_slice_attr slice;          /* STRIDED_SLICE */
+        struct { int keep_num_dims; } fc;
+        struct { int axis; } concat;    /* normalised to 0..rank-1 */
+        struct { int keep_dims; unsigned axes_mask; } reduce; /* bit i: axis i */
+        struct { float alpha; } leaky;  /* LEAKY_RELU op */
+        struct { fpay_dtype to; } cast;
+        struct { float epsilon; } l2;   /* L2_NORMALIZE over the last axis */
+    } attr;
+    int source_index;                   /* operator index in the model file */
+} fpay_node;
+
+/* The graph: nodes in topological order. */
+typedef struct fpay_graph {
+    fpay_tensor *tensors;
+    int n_tensors, cap_tensors;
+    fpay_node *nodes;
+    int n_nodes, cap_nodes;
+    int *inputs;
+    int n_inputs;
+    int *outputs;
+    int n_outputs;
+    /* Memory owned by the graph (names, constant data): freed with it. */
+    void **owned;
+    int n_owned, cap_owned;
+} fpay_graph;
+
+/* ------------------------------------------------------- backend ABI */
+
+#define FPAY_BACKEND_ABI_VERSION 1u
+
+/* What a backend gets to run a prepared graph: every tensor's storage.
+ * buffers[t] points at tensor t's bytes (constants point at their data). */
+typedef struct fpay_exec_ctx {
+    const fpay_graph *graph;     /* shapes are final for this run */
+    void **buffers;
+    int threads;
+} fpay_exec_ctx;
+
+/* The versioned, append-only backend interface. A plugin exports one symbol,
+ * `fpay_backend_entry`, that returns a pointer to a static instance. Slots
+ * marked optional may be NULL; the documented default then applies. */
+typedef struct fpay_backend_iface {
+    uint32_t abi_version;        /* FPAY_BACKEND_ABI_VERSION it was built for */
+    uint32_t struct_size;        /* sizeof(fpay_backend_iface) it was built with */
+    const char *name;            /* short, lowercase: "cpu", "xnnpack" */
+    const char *version;         /* the backend's own version string */
+
+    /* Optional. Can this backend run on this machine? Writes the reason of a
+     * "no" into why. Default: available. */
+    fpay_status (*probe)(char *why, size_t why_len);
+
+    /* Required. Can it run node `index` of graph at the shapes given? */
+    bool (*supports_node)(const fpay_graph *graph, int index);
+
+    /* Optional. Prepare the nodes it will run (pack weights, build
+     * pipelines). *state receives backend-owned state passed to run_node and
+     * release. Called again after every reshape. Default: no state. */
+    fpay_status (*prepare)(const fpay_graph *graph, const bool *mine,
+                           int threads, void **state, char *err,
+                           size_t err_len);
+
+    /* Required. Runs node `index`; tensors live in ctx->buffers. */
+    fpay_status (*run_node)(void *state, const fpay_exec_ctx *ctx, int index,
+                            char *err, size_t err_len);
+
+    /* Optional. Frees *state from prepare. */
+    void (*release)(void *state);
+} fpay_backend_iface;
+
+typedef const fpay_backend_iface *(*fpay_backend_entry_fn)(void);
+
+/* The registry (core/src/backend_registry.c). The built-in CPU backend is
+ * always registered. */
+FPAY_API int fpay_backend_count(void);
+FPAY_API const fpay_backend_iface *fpay_backend_get(int index);
+FPAY_API const fpay_backend_iface *fpay_backend_find(const char *name);
+/* Adds a backend (e.g. a test double); rejects it with a reason in err when
+ * its abi_version/struct_size do not match or required slots are NULL. */
+FPAY_API fpay_status fpay_backend_register(const fpay_backend_iface *iface,
+                                           char *err, size_t err_len);
+
+/* Size in bytes of one element of dtype (0 for unknown). */
+FPAY_API size_t fpay_dtype_size(fpay_dtype dtype);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FACEPAY_BACKEND_H */

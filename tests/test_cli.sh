@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# test_cli.sh FACEPAY MODELS_DIR DATA_DIR - the CLI on good and bad input.
+# Bad input must give a non-zero exit below 128 (no signal, no sanitizer
+# abort) and exactly one line on stderr that names the problem.
+set -u
+cli=$1 models=$2 data=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+
+ok()  { pass=$((pass + 1)); echo "ok   - $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
+
+# expect_error NAME PATTERN CMD...: fails cleanly with one line matching PATTERN.
+expect_error() {
+    local name=$1 pattern=$2; shift 2
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    local rc=$? lines
+    lines=$(wc -l <"$tmp/err")
+    if [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] && [ "$lines" -eq 1 ] && grep -qE -e "$pattern" "$tmp/err"; then
+        ok "$name"
+    else
+        bad "$name (exit $rc, $lines stderr lines: $(head -c 300 "$tmp/err"))"
+    fi
+}
+
+# expect_ok NAME PATTERN CMD...: succeeds and stdout matches PATTERN.
+expect_ok() {
+    local name=$1 pattern=$2; shift 2
+    if "$@" >"$tmp/out" 2>"$tmp/err" && grep -qE -e "$pattern" "$tmp/out"; then
+        ok "$name"
+    else
+        bad "$name ($(head -c 300 "$tmp/err"))"
+    fi
+}
+
+mfn=$models/MobileFaceNet.tflite
+: >"$tmp/empty.tflite"
+head -c 1000 "$mfn" >"$tmp/truncated.tflite"
+cp "$mfn" "$tmp/corrupt.tflite"
+printf '\xff\xff\xff\x7f' | dd of="$tmp/corrupt.tflite" bs=1 seek=0 conv=notrunc 2>/dev/null
+printf 'not an image at all' >"$tmp/not_image.jpg"
+head -c 100 /dev/zero >"$tmp/short.f32"
+
+expect_error "missing model"      "no-such|No such file"   "$cli" info "$tmp/no-such.tflite"
+expect_error "empty model"        "empty"                  "$cli" info "$tmp/empty.tflite"
+expect_error "truncated model"    "truncated.tflite: "     "$cli" info "$tmp/truncated.tflite"
+expect_error "corrupt model"      "corrupt.tflite: "       "$cli" info "$tmp/corrupt.tflite"
+expect_error "wrong-sized input"  "expected exactly 37632 float32" "$cli" run --batch 1 "$mfn" "$tmp/short.f32" "$tmp/o"
+expect_error "wrong input count"  "has 1 inputs, 2 input files" "$cli" run "$mfn" "$tmp/short.f32" "$tmp/short.f32" "$tmp/o"
+expect_error "bad batch"          "--batch"                "$cli" run --batch 0 "$mfn" "$tmp/short.f32" "$tmp/o"
+expect_error "image not an image" "not_image.jpg"          "$cli" embed --model "$mfn" "$tmp/not_image.jpg"
+expect_error "missing image"      "nope.png"               "$cli" embed --model "$mfn" "$tmp/nope.png"
+expect_error "unknown command"   "unknown command"        "$cli" frobnicate
+expect_error "unknown backend"   "unknown backend"        "$cli" embed --backend warp --model "$mfn" "$data/faces/amy1.png"
+
+expect_ok "info MobileFaceNet"    "imported: +230 nodes"   "$cli" info "$mfn"
+expect_ok "info optimized count"  "optimized: +65 nodes"   "$cli" info "$mfn"
+expect_ok "run rnet golden input" "rnet/prob1"             "$cli" run "$models/rnet.tflite" "$data/golden/rnet_tomcruise.in0.f32" "$tmp/rnet"
+if cmp -s <(od -An -tf4 "$tmp/rnet.out0.f32" | wc -w) <(echo 2); then ok "run writes 2 floats"; else bad "run output size"; fi
+expect_ok "embed a face"          "raw L2 norm"            "$cli" embed --model "$mfn" "$data/faces/amy1.png"
+expect_ok "help"                  "usage: facepay"         "$cli" --help
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,410 @@
+/*
+ * facepay - command-line front end of libfacepay.
+ *
+ *   facepay info MODEL
+ *   facepay run [--batch N] [--shape D0,D1,...] [--backend B] MODEL IN.f32... OUT_PREFIX
+ *   facepay embed [--model PATH] [--backend B] IMAGE
+ *
+ * Every failure prints one line "facepay: ..." on stderr and exits non-zero
+ * (2 for usage errors, 1 for everything else).
+ */
+#include "facepay/facepay.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifndef FACEPAY_DEFAULT_MODELS_DIR
+#define FACEPAY_DEFAULT_MODELS_DIR "models"
+#endif
+
+#define EXIT_USAGE 2
+
+static const char *const usage_text =
+    "usage: facepay COMMAND [OPTIONS] ARGS\n"
+    "\n"
+    "commands:\n"
+    "  info MODEL              ops before/after optimisation, tensors, MACs,\n"
+    "                          parameters, peak activation memory, fingerprint\n"
+    "  run [--batch N] [--shape D0,D1,..] [--backend B] MODEL IN.f32... OUT_PREFIX\n"
+    "                          run a model on raw little-endian float32 inputs;\n"
+    "                          writes OUT_PREFIX.out<k>.f32 per output\n"
+    "  embed [--model PATH] [--backend B] IMAGE\n"
+    "                          decode a JPEG/PNG, resize the whole image to\n"
+    "                          112x112, run MobileFaceNet, print the embedding\n"
+    "  version                 version and build id\n"
+    "\n"
+    "environment: FACEPAY_MODELS_DIR (default folder of the .tflite models)\n";
+
+static int die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int die(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("facepay: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return code;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int load_model(const char *path, unsigned flags, fpay_model **m)
+{
+    char err[320];
+    fpay_status st = fpay_model_load_file(path, flags, m, err, sizeof err);
+    if (st != FPAY_OK)
+        return die(1, "%s (%s)", err, fpay_status_str(st));
+    return 0;
+}
+
+static int make_session(const fpay_model *m, const char *backend, fpay_session **s)
+{
+    fpay_session_options o;
+    fpay_session_options_init(&o);
+    if (backend)
+        o.backend = backend;
+    char err[320];
+    fpay_status st = fpay_session_create(m, &o, s, err, sizeof err);
+    if (st != FPAY_OK)
+        return die(1, "%s (%s)", err, fpay_status_str(st));
+    return 0;
+}
+
+static void format_dims(const fpay_tensor_info *t, char *buf, size_t len)
+{
+    size_t used = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < t->rank && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%lld", i ? "," : "",
+                                 (long long)t->dims[i]);
+    if (used < len)
+        snprintf(buf + used, len - used, "]");
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    if (argc != 1)
+        return die(EXIT_USAGE, "info takes exactly one MODEL (see facepay --help)");
+    fpay_model *raw = NULL, *opt = NULL;
+    fpay_session *s = NULL;
+    int rc = load_model(argv[0], FPAY_LOAD_NO_OPTIMIZE, &raw);
+    if (!rc)
+        rc = load_model(argv[0], FPAY_LOAD_DEFAULT, &opt);
+    if (!rc)
+        rc = make_session(opt, "cpu", &s);
+    if (rc)
+        goto out;
+    fpay_model_stats rs = {.struct_size = sizeof rs}, os = {.struct_size = sizeof os};
+    fpay_model_stats_get(raw, &rs);
+    fpay_model_stats_get(opt, &os);
+    char ops[2048];
+    printf("model:       %s\n", argv[0]);
+    printf("sha256:      %s\n", os.sha256);
+    fpay_model_imported_ops(raw, ops, sizeof ops);
+    printf("imported:    %d nodes: %s\n", rs.imported_nodes, ops);
+    fpay_model_ops(opt, ops, sizeof ops);
+    printf("optimized:   %d nodes: %s\n", os.nodes, ops);
+    printf("tensors:     %d imported, %d after optimization\n", rs.tensors, os.tensors);
+    printf("parameters:  %lld\n", (long long)os.parameters);
+    printf("MACs:        %lld (%.1f M) at the declared input shape\n",
+           (long long)os.macs, (double)os.macs / 1e6);
+    for (int i = 0; i < fpay_session_input_count(s); i++) {
+        fpay_tensor_info t;
+        char dims[128];
+        fpay_session_input_info(s, i, &t);
+        format_dims(&t, dims, sizeof dims);
+        printf("input %d:     '%s' %s %s\n", i, t.name, fpay_dtype_str(t.dtype), dims);
+    }
+    for (int i = 0; i < fpay_session_output_count(s); i++) {
+        fpay_tensor_info t;
+        char dims[128];
+        fpay_session_output_info(s, i, &t);
+        format_dims(&t, dims, sizeof dims);
+        printf("output %d:    '%s' %s %s\n", i, t.name, fpay_dtype_str(t.dtype), dims);
+    }
+    printf("peak activation memory: %zu bytes (%.2f MiB) at the declared shape\n",
+           fpay_session_peak_activation_bytes(s),
+           (double)fpay_session_peak_activation_bytes(s) / (1024.0 * 1024.0));
+out:
+    fpay_session_free(s);
+    fpay_model_free(opt);
+    fpay_model_free(raw);
+    return rc;
+}
+
+/* Reads exactly `count` floats from path; anything else is an error. */
+static int read_f32(const char *path, size_t count, float **out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return die(1, "%s: %s", path, strerror(errno));
+    float *buf = malloc(count * sizeof(float) + 1);
+    if (!buf) {
+        fclose(f);
+        return die(1, "%s: out of memory", path);
+    }
+    size_t got = fread(buf, sizeof(float), count, f);
+    int extra = fgetc(f);
+    fclose(f);
+    if (got != count || extra != EOF) {
+        free(buf);
+        return die(1, "%s: expected exactly %zu float32 values (%zu bytes) for this input",
+                   path, count, count * sizeof(float));
+    }
+    *out = buf;
+    return 0;
+}
+
+static int parse_int(const char *s, long lo, long hi, long *v)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(s, &end, 10);
+    if (errno || end == s || *end || x < lo || x > hi)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+static int parse_shape(const char *s, int *rank, int64_t *dims)
+{
+    *rank = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long long d = strtoll(p, &end, 10);
+        if (errno || end == p || d < 1 || d > (1 << 24) || *rank == FPAY_MAX_RANK)
+            return -1;
+        dims[(*rank)++] = d;
+        if (*end == ',' || *end == 'x')
+            end++;
+        else if (*end)
+            return -1;
+        p = end;
+    }
+    return *rank ? 0 : -1;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    long batch = 0;
+    int shape_rank = 0;
+    int64_t shape[FPAY_MAX_RANK];
+    const char *backend = NULL;
+    int i = 0;
+    for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
+        if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
+            if (parse_int(argv[++i], 1, 65536, &batch))
+                return die(EXIT_USAGE, "--batch wants an integer 1..65536, got '%s'", argv[i]);
+        } else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+            if (parse_shape(argv[++i], &shape_rank, shape))
+                return die(EXIT_USAGE, "--shape wants dims like 1,75,75,3, got '%s'", argv[i]);
+        } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
+            backend = argv[++i];
+        } else {
+            return die(EXIT_USAGE, "run: unknown or incomplete option '%s'", argv[i]);
+        }
+    }
+    argc -= i;
+    argv += i;
+    if (argc < 3)
+        return die(EXIT_USAGE, "run needs MODEL IN.f32... OUT_PREFIX (see facepay --help)");
+    fpay_model *m = NULL;
+    fpay_session *s = NULL;
+    float **inputs = NULL;
+    int n_in = 0;
+    int rc = load_model(argv[0], FPAY_LOAD_DEFAULT, &m);
+    if (!rc)
+        rc = make_session(m, backend, &s);
+    if (rc)
+        goto out;
+    n_in = fpay_session_input_count(s);
+    if (argc - 2 != n_in) {
+        rc = die(EXIT_USAGE, "%s has %d inputs, %d input files given", argv[0], n_in, argc - 2);
+        goto out;
+    }
+    fpay_status st = FPAY_OK;
+    if (shape_rank)
+        st = fpay_session_set_input_shape(s, 0, shape_rank, shape);
+    if (st == FPAY_OK && batch)
+        st = fpay_session_set_batch(s, (int)batch);
+    if (st != FPAY_OK) {
+        rc = die(1, "%s", fpay_session_errmsg(s));
+        goto out;
+    }
+    inputs = calloc((size_t)n_in, sizeof(float *));
+    if (!inputs) {
+        rc = die(1, "out of memory");
+        goto out;
+    }
+    for (int k = 0; k < n_in && !rc; k++) {
+        fpay_tensor_info t;
+        fpay_session_input_info(s, k, &t);
+        rc = read_f32(argv[1 + k], t.count, &inputs[k]);
+        if (!rc && fpay_session_set_input(s, k, inputs[k], t.count) != FPAY_OK)
+            rc = die(1, "%s", fpay_session_errmsg(s));
+    }
+    if (rc)
+        goto out;
+    double t0 = now_ms();
+    if (fpay_session_run(s) != FPAY_OK) {
+        rc = die(1, "%s", fpay_session_errmsg(s));
+        goto out;
+    }
+    double t1 = now_ms();
+    const char *prefix = argv[argc - 1];
+    for (int k = 0; k < fpay_session_output_count(s) && !rc; k++) {
+        const float *data;
+        size_t count;
+        fpay_tensor_info t;
+        char path[4096], dims[128];
+        fpay_session_output_info(s, k, &t);
+        format_dims(&t, dims, sizeof dims);
+        if (fpay_session_output(s, k, &data, &count) != FPAY_OK) {
+            rc = die(1, "output %d is not float32", k);
+            break;
+        }
+        snprintf(path, sizeof path, "%s.out%d.f32", prefix, k);
+        FILE *f = fopen(path, "wb");
+        if (!f || fwrite(data, sizeof(float), count, f) != count) {
+            rc = die(1, "%s: %s", path, strerror(errno));
+            if (f)
+                fclose(f);
+            break;
+        }
+        if (fclose(f) != 0) {
+            rc = die(1, "%s: %s", path, strerror(errno));
+            break;
+        }
+        printf("%s: '%s' %s -> %s\n", fpay_session_backend(s), t.name, dims, path);
+    }
+    if (!rc)
+        printf("run: %.3f ms\n", t1 - t0);
+out:
+    if (inputs)
+        for (int k = 0; k < n_in; k++)
+            free(inputs[k]);
+    free(inputs);
+    fpay_session_free(s);
+    fpay_model_free(m);
+    return rc;
+}
+
+static void default_model_path(char *buf, size_t len, const char *file)
+{
+    const char *dir = getenv("FACEPAY_MODELS_DIR");
+    snprintf(buf, len, "%s/%s", dir && *dir ? dir : FACEPAY_DEFAULT_MODELS_DIR, file);
+}
+
+static int cmd_embed(int argc, char **argv)
+{
+    char model_path[4096];
+    default_model_path(model_path, sizeof model_path, "MobileFaceNet.tflite");
+    const char *backend = NULL;
+    int i = 0;
+    for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
+        if (!strcmp(argv[i], "--model") && i + 1 < argc)
+            snprintf(model_path, sizeof model_path, "%s", argv[++i]);
+        else if (!strcmp(argv[i], "--backend") && i + 1 < argc)
+            backend = argv[++i];
+        else
+            return die(EXIT_USAGE, "embed: unknown or incomplete option '%s'", argv[i]);
+    }
+    if (argc - i != 1)
+        return die(EXIT_USAGE, "embed takes exactly one IMAGE (see facepay --help)");
+    const char *image_path = argv[i];
+
+    enum { SIDE = 112 };
+    fpay_model *m = NULL;
+    fpay_session *s = NULL;
+    fpay_image img = {0};
+    uint8_t resized[SIDE * SIDE * 3];
+    float input[SIDE * SIDE * 3];
+    char err[320];
+    int rc = 0;
+
+    double t0 = now_ms();
+    fpay_status st = fpay_image_load_file(image_path, NULL, &img, err, sizeof err);
+    if (st != FPAY_OK) {
+        rc = die(1, "%s (%s)", err, fpay_status_str(st));
+        goto out;
+    }
+    double t1 = now_ms();
+    if ((rc = load_model(model_path, FPAY_LOAD_DEFAULT, &m)) ||
+        (rc = make_session(m, backend, &s)))
+        goto out;
+    if (fpay_session_set_batch(s, 1) != FPAY_OK) {
+        rc = die(1, "%s", fpay_session_errmsg(s));
+        goto out;
+    }
+    double t2 = now_ms();
+    fpay_image_resize_bilinear(&img, SIDE, SIDE, resized);
+    /* MobileFaceNet.kt's normalisation: (p - 127.5) / 128. */
+    for (int k = 0; k < SIDE * SIDE * 3; k++)
+        input[k] = ((float)resized[k] - 127.5f) / 128.0f;
+    double t3 = now_ms();
+    const float *emb;
+    size_t n;
+    if (fpay_session_set_input(s, 0, input, SIDE * SIDE * 3) != FPAY_OK ||
+        fpay_session_run(s) != FPAY_OK || fpay_session_output(s, 0, &emb, &n) != FPAY_OK) {
+        rc = die(1, "%s", fpay_session_errmsg(s));
+        goto out;
+    }
+    double t4 = now_ms();
+    double norm = 0;
+    for (size_t k = 0; k < n; k++)
+        norm += (double)emb[k] * emb[k];
+    norm = sqrt(norm);
+    printf("image:      %s (%dx%d)\n", image_path, img.width, img.height);
+    printf("backend:    %s, 1 thread\n", fpay_session_backend(s));
+    printf("embedding:  %zu-d, raw L2 norm %.6f\n", n, norm);
+    printf("normalized:");
+    for (size_t k = 0; k < n; k++)
+        printf("%s%.6f", k % 8 ? " " : "\n  ", norm > 0 ? emb[k] / norm : 0.0);
+    printf("\n");
+    printf("time:       decode %.2f ms, model load %.2f ms, resize+normalize %.2f ms, "
+           "embed %.2f ms\n", t1 - t0, t2 - t1, t3 - t2, t4 - t3);
+out:
+    fpay_image_free(&img);
+    fpay_session_free(s);
+    fpay_model_free(m);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "info"))
+        return cmd_info(argc - 2, argv + 2);
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "embed"))
+        return cmd_embed(argc - 2, argv + 2);
+    if (!strcmp(cmd, "version")) {
+        printf("facepay %s (%s)\n", fpay_version(), fpay_build_id());
+        return 0;
+    }
+    return die(EXIT_USAGE, "unknown command '%s' (see facepay --help)", cmd);
+}
