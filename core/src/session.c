@@ -324,14 +324,21 @@ fpay_status fpay_session_run(fpay_session *s)
     if (!s)
         return FPAY_INVALID_ARGUMENT;
     fpay_exec_ctx ctx = {&s->graph, s->buffers, s->threads};
-    for (int i = 0; i < s->graph.n_nodes; i++) {
+    for (int i = 0; i < s->graph.n_nodes;) {
         const fpay_backend_iface *b = s->node_backend[i];
         char msg[192] = "";
         void *state = b == s->backend ? s->backend_state : NULL;
-        fpay_status st = b->run_node(state, &ctx, i, msg, sizeof msg);
+        /* A run of consecutive nodes on a backend that can take a range. */
+        int last = i;
+        if (b->run_range)
+            while (last + 1 < s->graph.n_nodes && s->node_backend[last + 1] == b)
+                last++;
+        fpay_status st = b->run_range ? b->run_range(state, &ctx, i, last, msg, sizeof msg)
+                                      : b->run_node(state, &ctx, i, msg, sizeof msg);
         if (st != FPAY_OK)
             return fail(s, st, "node %d (%s) on %s: %s", i,
                         fpay_op_name(s->graph.nodes[i].op), b->name, msg);
+        i = last + 1;
     }
     s->has_run = true;
     return FPAY_OK;

@@ -204,9 +204,41 @@ typedef struct fpay_backend_iface {
 
     /* Optional. Frees *state from prepare. */
     void (*release)(void *state);
+
+    /* Optional (ABI 1, appended). Runs nodes first..last (inclusive), all of
+     * them this backend's, in one call: lets a backend that compiles a
+     * partition into one runtime (XNNPACK, oneDNN, Vulkan) execute it without
+     * a call per node. Default: run_node for each node. */
+    fpay_status (*run_range)(void *state, const fpay_exec_ctx *ctx, int first,
+                             int last, char *err, size_t err_len);
 } fpay_backend_iface;
 
 typedef const fpay_backend_iface *(*fpay_backend_entry_fn)(void);
+
+/* The one symbol a backend plugin (a shared library) exports:
+ *   const fpay_backend_iface *fpay_backend_entry(void);
+ * Plugins link nothing of the host; the inline helpers below are what they
+ * may use of ours. */
+#define FPAY_BACKEND_ENTRY_SYMBOL "fpay_backend_entry"
+
+static inline size_t fpay_backend_dtype_size(fpay_dtype dtype)
+{
+    switch (dtype) {
+    case FPAY_DT_F32: case FPAY_DT_I32: return 4;
+    case FPAY_DT_F16: return 2;
+    case FPAY_DT_I64: return 8;
+    case FPAY_DT_U8: case FPAY_DT_I8: case FPAY_DT_BOOL: return 1;
+    }
+    return 0;
+}
+
+static inline int64_t fpay_backend_elems(const fpay_tensor *t)
+{
+    int64_t n = 1;
+    for (int i = 0; i < t->rank; i++)
+        n *= t->dims[i];
+    return n; /* shapes reaching a backend were checked by shape inference */
+}
 
 /* The registry (core/src/backend_registry.c). The built-in CPU backend is
  * always registered. */
