@@ -2,7 +2,14 @@
  * facepay-bench - latency of a model on a backend.
  *
  *   facepay-bench models [--runs N] [--warmup N] [--batch B] [--threads T]
- *                        [--backend NAME] [--json] MODEL...
+ *                        [--backend NAME] [--isa ref|avx2|avx512|neon] [--json] MODEL...
+ *   facepay-bench table [--runs N] [--warmup N] MODEL...
+ *                        batch 1, every ISA this CPU has x 1 and 2 threads
+ *   facepay-bench kernels
+ *                        GFLOP/s and fraction of peak per SIMD kernel
+ *
+ * --isa sets FACEPAY_ISA for the sessions it creates (the CPU backend reads
+ * it at every session prepare).
  *
  * Method: the session is created and the input filled once; `warmup` runs
  * are discarded (caches, page faults, lazy allocation); then `runs` timed
@@ -11,6 +18,9 @@
  * one preempted run must not move the headline number.
  */
 #include "facepay/facepay.h"
+#include "bench.h"
+#include "bench_backends.h" /* facepay-bench backends MODEL */
+#include "fpay_cpu.h" /* ISAs for `table` and the isa column */
 
 #include <errno.h>
 #include <stdio.h>
@@ -75,8 +85,14 @@ static void cpu_model(char *buf, size_t len)
 }
 
 static int bench_model(const char *path, const char *backend, long batch, long threads,
-                       long warmup, long runs, int json, const char *cpu)
+                       long warmup, long runs, int json, const char *cpu, const char *isa)
 {
+    if (isa)
+        setenv("FACEPAY_ISA", isa, 1);
+    fpay_isa chosen = FPAY_ISA_REF;
+    char isa_err[256];
+    const char *isa_name =
+        fpay_cpu_choose_isa(&chosen, isa_err, sizeof isa_err) == 0 ? fpay_isa_name(chosen) : "?";
     char err[320];
     fpay_model *m = NULL;
     fpay_session *s = NULL;
@@ -128,16 +144,18 @@ static int bench_model(const char *path, const char *backend, long batch, long t
     const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     double med = percentile(t, (int)runs, 50), p90 = percentile(t, (int)runs, 90);
     if (json)
-        printf("{\"suite\":\"models\",\"model\":\"%s\",\"backend\":\"%s\",\"threads\":%ld,"
+        printf("{\"suite\":\"models\",\"model\":\"%s\",\"backend\":\"%s\",\"isa\":\"%s\","
+               "\"threads\":%ld,"
                "\"batch\":%lld,\"runs\":%ld,\"warmup\":%ld,\"min_ms\":%.4f,"
                "\"median_ms\":%.4f,\"p90_ms\":%.4f,\"max_ms\":%.4f,\"peak_bytes\":%zu,"
                "\"build\":\"%s\",\"cpu\":\"%s\"}\n",
-               name, fpay_session_backend(s), threads, (long long)in.dims[0], runs, warmup,
+               name, fpay_session_backend(s), isa_name, threads, (long long)in.dims[0], runs,
+               warmup,
                t[0], med, p90, t[runs - 1], fpay_session_peak_activation_bytes(s),
                fpay_build_id(), cpu);
     else
-        printf("%-24s %-8s %7ld %5lld %5ld %10.3f %10.3f %10.3f %10.3f\n", name,
-               fpay_session_backend(s), threads, (long long)in.dims[0], runs, t[0], med, p90,
+        printf("%-24s %-8s %-7s %7ld %5lld %5ld %10.3f %10.3f %10.3f %10.3f\n", name,
+               fpay_session_backend(s), isa_name, threads, (long long)in.dims[0], runs, t[0], med, p90,
                t[runs - 1]);
     rc = 0;
 out:
@@ -150,13 +168,20 @@ out:
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "models") != 0) {
+    if (argc >= 2 && !strcmp(argv[1], "backends"))
+        return fpay_bench_backends(argc - 2, argv + 2);
+    if (argc >= 2 && !strcmp(argv[1], "kernels"))
+        return fpay_bench_kernels();
+    const int table = argc >= 2 && !strcmp(argv[1], "table");
+    if (argc < 2 || (strcmp(argv[1], "models") != 0 && !table)) {
         fprintf(stderr, "usage: facepay-bench models [--runs N] [--warmup N] [--batch B] "
-                        "[--threads T] [--backend NAME] [--json] MODEL...\n");
+                        "[--threads T] [--backend NAME] [--isa ISA] [--json] MODEL...\n"
+                        "       facepay-bench table [--runs N] [--warmup N] MODEL...\n"
+                        "       facepay-bench kernels\n");
         return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
     }
-    long runs = 20, warmup = 3, batch = 0, threads = 1;
-    const char *backend = "cpu";
+    long runs = table ? 50 : 20, warmup = table ? 5 : 3, batch = table ? 1 : 0, threads = 1;
+    const char *backend = "cpu", *isa = NULL;
     int json = 0, i = 2;
     for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
         long *target = !strcmp(argv[i], "--runs")      ? &runs
@@ -168,6 +193,8 @@ int main(int argc, char **argv)
             json = 1;
         } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
             backend = argv[++i];
+        } else if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
+            isa = argv[++i];
         } else if (target && i + 1 < argc && parse_pos(argv[i + 1], target) == 0) {
             i++;
         } else {
@@ -184,11 +211,23 @@ int main(int argc, char **argv)
     if (!json) {
         printf("# facepay-bench models | build %s | cpu %s\n", fpay_build_id(), cpu);
         printf("# %ld warm-up runs discarded, %ld timed runs, times in ms\n", warmup, runs);
-        printf("%-24s %-8s %7s %5s %5s %10s %10s %10s %10s\n", "model", "backend", "threads",
-               "batch", "runs", "min", "median", "p90", "max");
+        printf("%-24s %-8s %-7s %7s %5s %5s %10s %10s %10s %10s\n", "model", "backend",
+               "isa", "threads", "batch", "runs", "min", "median", "p90", "max");
     }
     int rc = 0;
-    for (; i < argc; i++)
-        rc |= bench_model(argv[i], backend, batch, threads, warmup, runs, json, cpu);
+    for (; i < argc; i++) {
+        if (!table) {
+            rc |= bench_model(argv[i], backend, batch, threads, warmup, runs, json, cpu, isa);
+            continue;
+        }
+        /* Every ISA this CPU can run, at 1 and 2 threads. */
+        for (int k = 0; k < FPAY_ISA_COUNT_; k++) {
+            if (!fpay_isa_supported((fpay_isa)k))
+                continue;
+            for (long t = 1; t <= 2; t++)
+                rc |= bench_model(argv[i], backend, batch, t, warmup, runs, json, cpu,
+                                  fpay_isa_name((fpay_isa)k));
+        }
+    }
     return rc;
 }

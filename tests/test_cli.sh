@@ -55,11 +55,23 @@ expect_error "unknown command"   "unknown command"        "$cli" frobnicate
 expect_error "unknown backend"   "unknown backend"        "$cli" embed --backend warp --model "$mfn" "$data/faces/amy1.png"
 
 expect_ok "info MobileFaceNet"    "imported: +230 nodes"   "$cli" info "$mfn"
-expect_ok "info optimized count"  "optimized: +65 nodes"   "$cli" info "$mfn"
+expect_ok "info optimized count"  "optimized: +53 nodes"   "$cli" info "$mfn"
 expect_ok "run rnet golden input" "rnet/prob1"             "$cli" run "$models/rnet.tflite" "$data/golden/rnet_tomcruise.in0.f32" "$tmp/rnet"
 if cmp -s <(od -An -tf4 "$tmp/rnet.out0.f32" | wc -w) <(echo 2); then ok "run writes 2 floats"; else bad "run output size"; fi
 expect_ok "embed a face"          "raw L2 norm"            "$cli" embed --model "$mfn" "$data/faces/amy1.png"
 expect_ok "help"                  "usage: facepay"         "$cli" --help
+# Face pipeline commands (issue 6).
+expect_ok "detect a face"         "result ok"              "$cli" detect --models "$models" --liveness off "$data/faces/Tom_Cruise_0001.jpg"
+expect_ok "detect --annotate"     "annotated: "            "$cli" detect --models "$models" --liveness off --annotate "$tmp/ann.png" "$data/faces/kit_with_rose.jpg"
+expect_ok "embed via detection"   "raw L2 norm"            "$cli" embed --models "$models" --liveness off "$data/faces/Tom_Cruise_0001.jpg"
+expect_ok "embed --whole"         "raw L2 norm"            "$cli" embed --whole --model "$mfn" "$data/faces/amy1.png"
+expect_ok "compare same person"   "cosine: "               "$cli" compare --models "$models" --liveness off "$data/faces/Al_Pacino_0001.jpg" "$data/faces/Al_Pacino_0002.jpg"
+expect_error "compare missing"    "nope.png"               "$cli" compare --models "$models" "$data/faces/amy1.png" "$tmp/nope.png"
+expect_error "detect not image"   "not_image.jpg"          "$cli" detect --models "$models" "$tmp/not_image.jpg"
+expect_error "detect bad option"  "unknown or incomplete"  "$cli" detect --frobnicate "$data/faces/amy1.png"
+expect_error "eval needs pairs"   "--pairs"                "$cli" eval --root "$tmp"
+printf '2\nA\t1\n' >"$tmp/pairs_short.txt"
+expect_error "eval short pairs"   "pairs_short.txt"        "$cli" eval --models "$models" --pairs "$tmp/pairs_short.txt" --root "$tmp"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -104,7 +104,10 @@ static float *run_(fpay_graph *g, size_t *count)
     char err[256];
     cr_assert_eq(fpay_graph_infer_shapes(&m->graph, err, sizeof err), FPAY_OK, "%s", err);
     fpay_session *s = NULL;
-    cr_assert_eq(fpay_session_create(m, NULL, &s, err, sizeof err), FPAY_OK, "%s", err);
+    fpay_session_options o;
+    fpay_session_options_init(&o);
+    o.backend = "cpu"; /* the reference kernels, with FACEPAY_ISA=ref (CMake) */
+    cr_assert_eq(fpay_session_create(m, &o, &s, err, sizeof err), FPAY_OK, "%s", err);
     fpay_tensor_info in;
     fpay_session_input_info(s, 0, &in);
     float *x = malloc(in.count * sizeof(float));
@@ -503,5 +506,38 @@ Test(optimizer, antispoof_folds_dequantize_and_slices, .timeout = 300)
     cr_assert_eq(count_op(g, FPAY_OP_DEQUANTIZE), 0);
     cr_assert_eq(fpay_pass_remove_identity(g), 7);
     cr_assert_eq(count_op(g, FPAY_OP_STRIDED_SLICE), 0);
+    fpay_model_free(m);
+}
+
+/* conv (act NONE) -> ADD(residual): fused into the conv's input 3, and the
+ * fused node gives the same bits as the pair on the reference kernels (the
+ * golden test checks the whole models the same way). */
+Test(optimizer, residual_add_fuses_into_conv)
+{
+    fpay_model *m = load_raw("MobileFaceNet.tflite");
+    fpay_graph *g = &m->graph;
+    cr_assert_eq(fpay_pass_fuse_prelu(g), 33);
+    int adds = count_op(g, FPAY_OP_ADD);
+    int fused = fpay_pass_fuse_residual(g);
+    cr_assert_eq(fused, 12, "MobileFaceNet has 12 residual connections, fused %d", fused);
+    cr_assert_eq(count_op(g, FPAY_OP_ADD), adds - 12);
+    int with_residual = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const fpay_node *n = &g->nodes[i];
+        if (n->op != FPAY_OP_CONV_2D || n->n_inputs <= FPAY_CONV_INPUT_RESIDUAL)
+            continue;
+        int r = n->inputs[FPAY_CONV_INPUT_RESIDUAL];
+        cr_assert_geq(r, 0);
+        const fpay_tensor *rt = &g->tensors[r], *yt = &g->tensors[n->outputs[0]];
+        cr_assert_eq(rt->rank, yt->rank);
+        for (int d = 0; d < rt->rank; d++)
+            cr_assert_eq(rt->dims[d], yt->dims[d]);
+        with_residual++;
+    }
+    cr_assert_eq(with_residual, 12);
+    /* Idempotent: a conv already carrying a residual is left alone. */
+    cr_assert_eq(fpay_pass_fuse_residual(g), 0);
+    char err[256];
+    cr_assert_eq(fpay_graph_infer_shapes(g, err, sizeof err), FPAY_OK, "%s", err);
     fpay_model_free(m);
 }

@@ -239,6 +239,10 @@ Test(session, registry_rejects_bad_backends_and_partitions_nodes)
     cr_assert_eq(fpay_backend_count(), before + 1);
 
     fpay_model *m = load("MobileFaceNet.tflite");
+    /* Not an accelerator: "auto" keeps to the CPU backend. */
+    fpay_session *au = session(m, "auto");
+    cr_assert_str_eq(fpay_session_backend(au), "cpu");
+    fpay_session_free(au);
     fpay_session *ref = session(m, "cpu");
     fpay_session *s = session(m, "test-reshape-only");
     const size_t n = 2 * 112 * 112 * 3;

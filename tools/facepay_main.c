@@ -3,12 +3,15 @@
  *
  *   facepay info MODEL
  *   facepay run [--batch N] [--shape D0,D1,...] [--backend B] MODEL IN.f32... OUT_PREFIX
- *   facepay embed [--model PATH] [--backend B] IMAGE
+ *   facepay detect|embed|compare|eval ... (face_commands.c)
  *
  * Every failure prints one line "facepay: ..." on stderr and exits non-zero
  * (2 for usage errors, 1 for everything else).
  */
+#include "facepay/backend.h" /* registry listing: `facepay backends` */
 #include "facepay/facepay.h"
+#include "face_commands.h" /* detect, embed, compare, eval */
+#include "fpay_simd.h"     /* `facepay cpuinfo`: detection and kernel tables */
 
 #include <errno.h>
 #include <stdarg.h>
@@ -33,12 +36,14 @@ static const char *const usage_text =
     "  run [--batch N] [--shape D0,D1,..] [--backend B] MODEL IN.f32... OUT_PREFIX\n"
     "                          run a model on raw little-endian float32 inputs;\n"
     "                          writes OUT_PREFIX.out<k>.f32 per output\n"
-    "  embed [--model PATH] [--backend B] IMAGE\n"
-    "                          decode a JPEG/PNG, resize the whole image to\n"
-    "                          112x112, run MobileFaceNet, print the embedding\n"
+    "  backends                registered backends (version, probe, origin)\n"
+    "                          and rejected plugins with the reason\n"
+    "  cpuinfo                 detected CPU features, the ISA FACEPAY_ISA or\n"
+    "                          detection chooses, and the kernel per family\n"
     "  version                 version and build id\n"
     "\n"
-    "environment: FACEPAY_MODELS_DIR (default folder of the .tflite models)\n";
+    "environment: FACEPAY_MODELS_DIR (default folder of the .tflite models),\n"
+    "  FACEPAY_BACKEND_PATH (extra plugin folders), FACEPAY_DISABLE_<NAME>=1\n";
 
 static int die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -302,85 +307,74 @@ out:
     return rc;
 }
 
-static void default_model_path(char *buf, size_t len, const char *file)
+
+/* `facepay backends`: what the registry holds after loading plugins, and
+ * which plugins it refused and why (docs/backends.md). */
+static int cmd_backends(int argc, char **argv)
 {
-    const char *dir = getenv("FACEPAY_MODELS_DIR");
-    snprintf(buf, len, "%s/%s", dir && *dir ? dir : FACEPAY_DEFAULT_MODELS_DIR, file);
+    (void)argv;
+    if (argc != 0)
+        return die(EXIT_USAGE, "backends takes no arguments");
+    int n = fpay_backend_count();
+    printf("registered backends (%d; \"auto\" picks the last):\n", n);
+    for (int i = 0; i < n; i++) {
+        const fpay_backend_iface *b = fpay_backend_get(i);
+        char why[160] = "";
+        fpay_status st = b->probe ? b->probe(why, sizeof why) : FPAY_OK;
+        printf("  %-10s %-24s probe: %-4s %s\n", b->name, b->version,
+               st == FPAY_OK ? "ok" : "FAIL", fpay_backend_origin(i));
+        if (st != FPAY_OK)
+            printf("             %s\n", why);
+    }
+    int r = fpay_backend_rejected_count();
+    printf("rejected plugins (%d):\n", r);
+    for (int i = 0; i < r; i++) {
+        const char *path = "", *reason = "";
+        fpay_backend_rejected(i, &path, &reason);
+        printf("  %s\n      %s\n", path, reason);
+    }
+    return 0;
 }
 
-static int cmd_embed(int argc, char **argv)
+/* `facepay cpuinfo`: what detection found and which kernel each family
+ * uses on the chosen ISA ("reference" where none applies). */
+static int cmd_cpuinfo(int argc, char **argv)
 {
-    char model_path[4096];
-    default_model_path(model_path, sizeof model_path, "MobileFaceNet.tflite");
-    const char *backend = NULL;
-    int i = 0;
-    for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
-        if (!strcmp(argv[i], "--model") && i + 1 < argc)
-            snprintf(model_path, sizeof model_path, "%s", argv[++i]);
-        else if (!strcmp(argv[i], "--backend") && i + 1 < argc)
-            backend = argv[++i];
-        else
-            return die(EXIT_USAGE, "embed: unknown or incomplete option '%s'", argv[i]);
-    }
-    if (argc - i != 1)
-        return die(EXIT_USAGE, "embed takes exactly one IMAGE (see facepay --help)");
-    const char *image_path = argv[i];
-
-    enum { SIDE = 112 };
-    fpay_model *m = NULL;
-    fpay_session *s = NULL;
-    fpay_image img = {0};
-    uint8_t resized[SIDE * SIDE * 3];
-    float input[SIDE * SIDE * 3];
-    char err[320];
-    int rc = 0;
-
-    double t0 = now_ms();
-    fpay_status st = fpay_image_load_file(image_path, NULL, &img, err, sizeof err);
-    if (st != FPAY_OK) {
-        rc = die(1, "%s (%s)", err, fpay_status_str(st));
-        goto out;
-    }
-    double t1 = now_ms();
-    if ((rc = load_model(model_path, FPAY_LOAD_DEFAULT, &m)) ||
-        (rc = make_session(m, backend, &s)))
-        goto out;
-    if (fpay_session_set_batch(s, 1) != FPAY_OK) {
-        rc = die(1, "%s", fpay_session_errmsg(s));
-        goto out;
-    }
-    double t2 = now_ms();
-    fpay_image_resize_bilinear(&img, SIDE, SIDE, resized);
-    /* MobileFaceNet.kt's normalisation: (p - 127.5) / 128. */
-    for (int k = 0; k < SIDE * SIDE * 3; k++)
-        input[k] = ((float)resized[k] - 127.5f) / 128.0f;
-    double t3 = now_ms();
-    const float *emb;
-    size_t n;
-    if (fpay_session_set_input(s, 0, input, SIDE * SIDE * 3) != FPAY_OK ||
-        fpay_session_run(s) != FPAY_OK || fpay_session_output(s, 0, &emb, &n) != FPAY_OK) {
-        rc = die(1, "%s", fpay_session_errmsg(s));
-        goto out;
-    }
-    double t4 = now_ms();
-    double norm = 0;
-    for (size_t k = 0; k < n; k++)
-        norm += (double)emb[k] * emb[k];
-    norm = sqrt(norm);
-    printf("image:      %s (%dx%d)\n", image_path, img.width, img.height);
-    printf("backend:    %s, 1 thread\n", fpay_session_backend(s));
-    printf("embedding:  %zu-d, raw L2 norm %.6f\n", n, norm);
-    printf("normalized:");
-    for (size_t k = 0; k < n; k++)
-        printf("%s%.6f", k % 8 ? " " : "\n  ", norm > 0 ? emb[k] / norm : 0.0);
+    (void)argv;
+    if (argc != 0)
+        return die(EXIT_USAGE, "cpuinfo takes no arguments");
+    const fpay_cpu_features *f = fpay_cpu_features_get();
+    printf("detected:  %s (OS saves YMM: %s, ZMM/opmask: %s)\n", f->summary,
+           f->os_ymm ? "yes" : "no", f->os_zmm ? "yes" : "no");
+    printf("supported:");
+    for (int i = 0; i < FPAY_ISA_COUNT_; i++)
+        if (fpay_isa_supported((fpay_isa)i))
+            printf(" %s", fpay_isa_name((fpay_isa)i));
     printf("\n");
-    printf("time:       decode %.2f ms, model load %.2f ms, resize+normalize %.2f ms, "
-           "embed %.2f ms\n", t1 - t0, t2 - t1, t3 - t2, t4 - t3);
-out:
-    fpay_image_free(&img);
-    fpay_session_free(s);
-    fpay_model_free(m);
-    return rc;
+    fpay_isa isa;
+    char err[256];
+    if (fpay_cpu_choose_isa(&isa, err, sizeof err) != 0)
+        return die(1, "%s", err);
+    const char *env = getenv("FACEPAY_ISA");
+    printf("chosen:    %s (%s)\n", fpay_isa_name(isa),
+           env && *env ? "FACEPAY_ISA" : "best detected");
+    const fpay_gemm_ukernel *g = fpay_gemm_select(isa);
+    const fpay_conv_ukernel *c = fpay_conv_select(isa);
+    const fpay_dwconv_ukernel *d1 = fpay_dwconv_select(isa, 3, 3, 1, 1);
+    const fpay_dwconv_ukernel *d2 = fpay_dwconv_select(isa, 3, 3, 2, 2);
+    const fpay_dwconv_ukernel *dg = fpay_dwconv_select(isa, 7, 7, 1, 1);
+    const fpay_pool_ukernel *mp = fpay_maxpool_select(isa);
+    const char *ref = "reference";
+    printf("kernels:\n");
+    printf("  conv 1x1 (GEMM)      %s\n", g ? g->name : ref);
+    printf("  fully connected      %s\n", g ? g->name : ref);
+    printf("  conv KxK (direct)    %s\n", c ? c->name : ref);
+    printf("  dwconv 3x3 s1        %s\n", d1 ? d1->name : ref);
+    printf("  dwconv 3x3 s2        %s\n", d2 ? d2->name : ref);
+    printf("  dwconv other (7x7)   %s\n", dg ? dg->name : ref);
+    printf("  max pool             %s\n", mp ? mp->name : ref);
+    printf("  everything else      reference\n");
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -388,11 +382,13 @@ int main(int argc, char **argv)
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
+        fprintf(argc < 2 ? stderr : stdout, "\nface pipeline commands:\n%s", fpay_face_usage);
         return argc < 2 ? EXIT_USAGE : 0;
     }
     for (int i = 2; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(usage_text, stdout);
+            printf("\nface pipeline commands:\n%s", fpay_face_usage);
             return 0;
         }
     const char *cmd = argv[1];
@@ -401,7 +397,17 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "run"))
         return cmd_run(argc - 2, argv + 2);
     if (!strcmp(cmd, "embed"))
-        return cmd_embed(argc - 2, argv + 2);
+        return fpay_cmd_embed(argc - 2, argv + 2);
+    if (!strcmp(cmd, "detect"))
+        return fpay_cmd_detect(argc - 2, argv + 2);
+    if (!strcmp(cmd, "compare"))
+        return fpay_cmd_compare(argc - 2, argv + 2);
+    if (!strcmp(cmd, "eval"))
+        return fpay_cmd_eval(argc - 2, argv + 2);
+    if (!strcmp(cmd, "backends"))
+        return cmd_backends(argc - 2, argv + 2);
+    if (!strcmp(cmd, "cpuinfo"))
+        return cmd_cpuinfo(argc - 2, argv + 2);
     if (!strcmp(cmd, "version")) {
         printf("facepay %s (%s)\n", fpay_version(), fpay_build_id());
         return 0;

@@ -1,7 +1,8 @@
 /*
  * cpu_backend.c - the built-in CPU backend: every op, on the reference
- * kernels. It is always available and is where unsupported nodes of other
- * backends fall back to.
+ * kernels, or on a SIMD kernel when prepare chose one for the node
+ * (cpu_fast.c). It is always available and is where unsupported nodes of
+ * other backends fall back to (they run without state: reference kernels).
  */
 #include "cpu_backend.h"
 
@@ -32,8 +33,8 @@ static const void *buf_in(const fpay_exec_ctx *ctx, const fpay_node *n, int k)
     return n->inputs[k] >= 0 ? ctx->buffers[n->inputs[k]] : NULL;
 }
 
-static void conv_params(const fpay_exec_ctx *ctx, const fpay_node *n,
-                        fpay_conv_params *p)
+void fpay_cpu_conv_params(const fpay_exec_ctx *ctx, const fpay_node *n,
+                          fpay_conv_params *p)
 {
     const fpay_tensor *x = tensor(ctx, n->inputs[0]);
     const fpay_tensor *w = tensor(ctx, n->inputs[1]);
@@ -58,8 +59,8 @@ static void conv_params(const fpay_exec_ctx *ctx, const fpay_node *n,
     p->depth_multiplier = a->depth_multiplier;
 }
 
-static void pool_params(const fpay_exec_ctx *ctx, const fpay_node *n,
-                        fpay_pool_params *p)
+void fpay_cpu_pool_params(const fpay_exec_ctx *ctx, const fpay_node *n,
+                          fpay_pool_params *p)
 {
     const fpay_tensor *x = tensor(ctx, n->inputs[0]);
     const fpay_tensor *y = tensor(ctx, n->outputs[0]);
@@ -76,6 +77,19 @@ static void pool_params(const fpay_exec_ctx *ctx, const fpay_node *n,
     p->stride_w = a->stride_w;
     p->pad_top = a->pad_top;
     p->pad_left = a->pad_left;
+}
+
+void fpay_cpu_pool_act(const fpay_node *n, size_t count, float *o)
+{
+    if (n->act == FPAY_ACT_NONE)
+        return;
+    /* Pools carry only clamp activations; apply them in place. */
+    for (size_t i = 0; i < count; i++) {
+        float lo = n->act == FPAY_ACT_RELU_N1_TO_1 ? -1.0f : 0.0f;
+        float hi = n->act == FPAY_ACT_RELU6 ? 6.0f
+                   : n->act == FPAY_ACT_RELU_N1_TO_1 ? 1.0f : o[i];
+        o[i] = o[i] < lo ? lo : o[i] > hi ? hi : o[i];
+    }
 }
 
 void fpay_cpu_make_bcast(const fpay_tensor *a, const fpay_tensor *b,
@@ -110,7 +124,8 @@ static fpay_ktype ktype(fpay_dtype d)
 static fpay_status cpu_run_node(void *state, const fpay_exec_ctx *ctx,
                                 int index, char *err, size_t err_len)
 {
-    (void)state;
+    if (state && fpay_cpu_fast_run(state, ctx, index))
+        return FPAY_OK;
     const fpay_node *n = &ctx->graph->nodes[index];
     const fpay_tensor *x = tensor(ctx, n->inputs[0]);
     const fpay_tensor *y = tensor(ctx, n->outputs[0]);
@@ -123,8 +138,18 @@ static fpay_status cpu_run_node(void *state, const fpay_exec_ctx *ctx,
     case FPAY_OP_CONV_2D:
     case FPAY_OP_DEPTHWISE_CONV_2D: {
         fpay_conv_params p;
-        conv_params(ctx, n, &p);
-        if (n->op == FPAY_OP_CONV_2D)
+        fpay_cpu_conv_params(ctx, n, &p);
+        const int res = FPAY_CONV_INPUT_RESIDUAL;
+        if (n->op == FPAY_OP_CONV_2D && n->n_inputs > res && n->inputs[res] >= 0) {
+            /* Fused residual: exactly the unfused conv (no activation) then
+             * ADD with the activation, as the optimizer's rewrite assumes. */
+            fpay_epilogue none;
+            memset(&none, 0, sizeof none);
+            fpay_ref_conv2d_f32(&p, in0, buf_in(ctx, n, 1), buf_in(ctx, n, 2), &none, out);
+            fpay_bcast bc;
+            fpay_cpu_make_bcast(y, tensor(ctx, n->inputs[res]), y, &bc);
+            fpay_ref_binary_f32(FPAY_KBIN_ADD, &bc, out, buf_in(ctx, n, res), &ep, out);
+        } else if (n->op == FPAY_OP_CONV_2D)
             fpay_ref_conv2d_f32(&p, in0, buf_in(ctx, n, 1),
                                 n->n_inputs > 2 ? buf_in(ctx, n, 2) : NULL, &ep, out);
         else
@@ -178,21 +203,12 @@ static fpay_status cpu_run_node(void *state, const fpay_exec_ctx *ctx,
     case FPAY_OP_MAX_POOL_2D:
     case FPAY_OP_AVERAGE_POOL_2D: {
         fpay_pool_params p;
-        pool_params(ctx, n, &p);
+        fpay_cpu_pool_params(ctx, n, &p);
         if (n->op == FPAY_OP_MAX_POOL_2D)
             fpay_ref_max_pool2d_f32(&p, in0, out);
         else
             fpay_ref_avg_pool2d_f32(&p, in0, out);
-        if (n->act != FPAY_ACT_NONE) {
-            /* Pools carry only clamp activations; apply them in place. */
-            float *o = out;
-            for (size_t i = 0; i < count; i++) {
-                float lo = n->act == FPAY_ACT_RELU_N1_TO_1 ? -1.0f : 0.0f;
-                float hi = n->act == FPAY_ACT_RELU6 ? 6.0f
-                           : n->act == FPAY_ACT_RELU_N1_TO_1 ? 1.0f : o[i];
-                o[i] = o[i] < lo ? lo : o[i] > hi ? hi : o[i];
-            }
-        }
+        fpay_cpu_pool_act(n, count, out);
         return FPAY_OK;
     }
     case FPAY_OP_REDUCE_MAX:
@@ -265,12 +281,12 @@ static const fpay_backend_iface cpu_iface = {
     .abi_version = FPAY_BACKEND_ABI_VERSION,
     .struct_size = sizeof(fpay_backend_iface),
     .name = "cpu",
-    .version = FPAY_VERSION_STRING "-ref",
+    .version = FPAY_VERSION_STRING,
     .probe = NULL,
     .supports_node = cpu_supports_node,
-    .prepare = NULL,
+    .prepare = fpay_cpu_prepare,
     .run_node = cpu_run_node,
-    .release = NULL,
+    .release = fpay_cpu_release,
 };
 
 const fpay_backend_iface *fpay_cpu_backend(void) { return &cpu_iface; }

@@ -5,6 +5,7 @@
  * the ABI strictly and rejects with a reason. */
 #include "cpu_backend.h"
 #include "graph.h"
+#include "plugin_loader.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -13,16 +14,41 @@
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static const fpay_backend_iface *registry[FPAY_MAX_BACKENDS];
+static const char *registry_origin[FPAY_MAX_BACKENDS]; /* static strings */
 static int registry_count;
 
 static void ensure_builtin_locked(void)
 {
-    if (registry_count == 0)
+    if (registry_count == 0) {
+        registry_origin[registry_count] = "built-in";
         registry[registry_count++] = fpay_cpu_backend();
+    }
+}
+
+bool fpay_backend_name_taken(const char *name)
+{
+    bool taken = false;
+    pthread_mutex_lock(&registry_lock);
+    ensure_builtin_locked();
+    for (int i = 0; i < registry_count; i++)
+        taken = taken || strcmp(registry[i]->name, name) == 0;
+    pthread_mutex_unlock(&registry_lock);
+    return taken;
+}
+
+const char *fpay_backend_origin(int index)
+{
+    fpay_plugins_load_once();
+    pthread_mutex_lock(&registry_lock);
+    ensure_builtin_locked();
+    const char *o = index >= 0 && index < registry_count ? registry_origin[index] : NULL;
+    pthread_mutex_unlock(&registry_lock);
+    return o;
 }
 
 int fpay_backend_count(void)
 {
+    fpay_plugins_load_once();
     pthread_mutex_lock(&registry_lock);
     ensure_builtin_locked();
     int n = registry_count;
@@ -32,6 +58,7 @@ int fpay_backend_count(void)
 
 const fpay_backend_iface *fpay_backend_get(int index)
 {
+    fpay_plugins_load_once();
     pthread_mutex_lock(&registry_lock);
     ensure_builtin_locked();
     const fpay_backend_iface *b =
@@ -44,6 +71,7 @@ const fpay_backend_iface *fpay_backend_find(const char *name)
 {
     if (!name)
         return NULL;
+    fpay_plugins_load_once();
     const fpay_backend_iface *found = NULL;
     pthread_mutex_lock(&registry_lock);
     ensure_builtin_locked();
@@ -56,6 +84,15 @@ const fpay_backend_iface *fpay_backend_find(const char *name)
 
 fpay_status fpay_backend_register(const fpay_backend_iface *iface, char *err,
                                   size_t err_len)
+{
+    /* Plugins first, so that a backend the application registers comes
+     * after them (and "auto", which takes the last one, prefers it). */
+    fpay_plugins_load_once();
+    return fpay_backend_register_from(iface, NULL, err, err_len);
+}
+
+fpay_status fpay_backend_register_from(const fpay_backend_iface *iface,
+                                       const char *origin, char *err, size_t err_len)
 {
     if (!iface) {
         fpay_set_err(err, err_len, "backend interface is NULL");
@@ -99,8 +136,10 @@ fpay_status fpay_backend_register(const fpay_backend_iface *iface, char *err,
         fpay_set_err(err, err_len, "too many backends");
         st = FPAY_LIMIT_EXCEEDED;
     }
-    if (st == FPAY_OK)
+    if (st == FPAY_OK) {
+        registry_origin[registry_count] = origin ? origin : "registered by the application";
         registry[registry_count++] = iface;
+    }
     pthread_mutex_unlock(&registry_lock);
     return st;
 }

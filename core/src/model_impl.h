@@ -18,6 +18,8 @@ struct fpay_session {
     const fpay_backend_iface **node_backend;/* who runs each node */
     bool *mine;                             /* node_backend[i] == backend */
     void *backend_state;
+    void *cpu_state;      /* CPU backend's prepare for the nodes it runs as
+                             fallback of another backend (else NULL) */
     int threads;
     size_t *offsets;
     void **buffers;

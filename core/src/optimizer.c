@@ -450,6 +450,60 @@ int fpay_pass_fuse_bias(fpay_graph *g)
     return finish(g, drop, &u, rewrites);
 }
 
+static bool same_shape(const fpay_tensor *a, const fpay_tensor *b)
+{
+    if (a->rank != b->rank || a->dtype != b->dtype)
+        return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->dims[i] != b->dims[i])
+            return false;
+    return true;
+}
+
+/* CONV_2D (no activation) -> ADD(conv, r) with r of the output's shape
+ * (MobileFaceNet's residual connections): r becomes the conv's input
+ * FPAY_CONV_INPUT_RESIDUAL and the ADD's activation the conv's. Exact: the
+ * fused node computes taps, + bias, + r, then the activation, which are the
+ * float operations of conv then ADD in the same order (ADD(r, conv) too:
+ * float addition is commutative). The ADD's output tensor is kept, so
+ * readers and graph outputs are unchanged; r must be ready before the conv
+ * (its producer earlier in the order) since the conv now reads it. */
+int fpay_pass_fuse_residual(fpay_graph *g)
+{
+    bool *drop;
+    usage u;
+    if (!begin(g, &drop, &u))
+        return -1;
+    int rewrites = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        fpay_node *n = &g->nodes[i];
+        if (n->op != FPAY_OP_CONV_2D || n->act != FPAY_ACT_NONE || drop[i] ||
+            n->n_inputs > FPAY_CONV_INPUT_RESIDUAL)
+            continue;
+        int add = sole_reader(g, &u, n->outputs[0]);
+        if (add < 0 || g->nodes[add].op != FPAY_OP_ADD || drop[add] ||
+            g->nodes[add].n_inputs != 2)
+            continue;
+        fpay_node *a = &g->nodes[add];
+        int other = a->inputs[0] == n->outputs[0] ? a->inputs[1] : a->inputs[0];
+        if (other < 0 || other == n->outputs[0] || u.producer[other] >= i ||
+            !same_shape(&g->tensors[other], &g->tensors[n->outputs[0]]) ||
+            !same_shape(&g->tensors[a->outputs[0]], &g->tensors[n->outputs[0]]))
+            continue;
+        if (n->n_inputs < 3)
+            n->inputs[2] = -1;
+        n->inputs[FPAY_CONV_INPUT_RESIDUAL] = other;
+        n->n_inputs = FPAY_CONV_INPUT_RESIDUAL + 1;
+        n->act = a->act;
+        n->act_alpha = a->act_alpha;
+        n->act_slope = a->act_slope;
+        n->outputs[0] = a->outputs[0];
+        drop[add] = true;
+        rewrites++;
+    }
+    return finish(g, drop, &u, rewrites);
+}
+
 static bool is_arith(fpay_op op)
 {
     return op == FPAY_OP_ADD || op == FPAY_OP_SUB || op == FPAY_OP_MUL ||
@@ -548,6 +602,7 @@ fpay_status fpay_optimize(fpay_graph *g, fpay_opt_report *r, char *err,
         (r->softmax_fused = fpay_pass_fuse_softmax(g)) < 0 ||
         (r->identities_removed = fpay_pass_remove_identity(g)) < 0 ||
         (r->bias_fused = fpay_pass_fuse_bias(g)) < 0 ||
+        (r->residuals_fused = fpay_pass_fuse_residual(g)) < 0 ||
         (r->activations_fused = fpay_pass_fuse_activation(g)) < 0 ||
         (r->dead_removed = fpay_pass_remove_dead(g)) < 0) {
         fpay_set_err(err, err_len, "optimizer failed%s%s", msg[0] ? ": " : "", msg);

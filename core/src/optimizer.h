@@ -17,6 +17,7 @@ typedef struct fpay_opt_report {
     int activations_fused;
     int identities_removed;
     int dead_removed;
+    int residuals_fused;
 } fpay_opt_report;
 
 int fpay_pass_fuse_prelu(fpay_graph *g);
@@ -26,9 +27,12 @@ int fpay_pass_fuse_bias(fpay_graph *g);
 int fpay_pass_fuse_activation(fpay_graph *g);
 int fpay_pass_remove_identity(fpay_graph *g);
 int fpay_pass_remove_dead(fpay_graph *g);
+/* conv (no activation) -> ADD of a same-shaped tensor: a residual input. */
+int fpay_pass_fuse_residual(fpay_graph *g);
 
 /* All passes in order: fold constants, fuse PReLU, fuse softmax, remove
- * identities, fuse bias, fuse activations, remove dead nodes. */
+ * identities, fuse bias, fuse residuals, fuse activations, remove dead
+ * nodes. */
 fpay_status fpay_optimize(fpay_graph *g, fpay_opt_report *report, char *err,
                           size_t err_len);
 

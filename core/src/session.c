@@ -42,6 +42,9 @@ static void release_plan(fpay_session *s)
     if (s->backend_state && s->backend->release)
         s->backend->release(s->backend_state);
     s->backend_state = NULL;
+    if (s->cpu_state)
+        fpay_cpu_backend()->release(s->cpu_state);
+    s->cpu_state = NULL;
     free(s->arena);
     s->arena = NULL;
     s->arena_size = 0;
@@ -89,17 +92,39 @@ static fpay_status plan(fpay_session *s)
         if (st)
             return fail(s, st, "backend %s: %s", s->backend->name, msg);
     }
+    if (s->backend != cpu) {
+        /* Fallback nodes get the CPU backend's prepared (SIMD) kernels too,
+         * so a node computes the same bits whichever backend was asked for. */
+        bool *fallback = calloc((size_t)g->n_nodes + 1, sizeof(bool));
+        if (!fallback)
+            return fail(s, FPAY_OUT_OF_MEMORY, "session: out of memory");
+        for (int i = 0; i < g->n_nodes; i++)
+            fallback[i] = !s->mine[i];
+        st = cpu->prepare(g, fallback, s->threads, &s->cpu_state, msg, sizeof msg);
+        free(fallback);
+        if (st)
+            return fail(s, st, "backend cpu: %s", msg);
+    }
     return FPAY_OK;
 }
 
+/* "auto": $FACEPAY_BACKEND when set; else the last registered accelerator
+ * backend (registered means its probe passed); else the CPU backend. */
 static const fpay_backend_iface *choose_backend(const char *name, char *err,
                                                 size_t err_len)
 {
     if (!name || !*name || strcmp(name, "auto") == 0) {
-        /* Registered accelerators first (they registered because their probe
-         * passed); the CPU backend is index 0 and the last resort. */
-        int n = fpay_backend_count();
-        return fpay_backend_get(n > 1 ? n - 1 : 0);
+        const char *env = getenv("FACEPAY_BACKEND");
+        if (env && *env && strcmp(env, "auto") != 0) {
+            name = env;
+        } else {
+            for (int i = fpay_backend_count() - 1; i > 0; i--) {
+                const fpay_backend_iface *b = fpay_backend_get(i);
+                if (b && (b->caps & FPAY_BACKEND_CAP_ACCELERATOR))
+                    return b;
+            }
+            return fpay_backend_get(0);
+        }
     }
     const fpay_backend_iface *b = fpay_backend_find(name);
     if (!b) {
@@ -327,7 +352,8 @@ fpay_status fpay_session_run(fpay_session *s)
     for (int i = 0; i < s->graph.n_nodes;) {
         const fpay_backend_iface *b = s->node_backend[i];
         char msg[192] = "";
-        void *state = b == s->backend ? s->backend_state : NULL;
+        void *state = b == s->backend ? s->backend_state
+                      : b == fpay_cpu_backend() ? s->cpu_state : NULL;
         /* A run of consecutive nodes on a backend that can take a range. */
         int last = i;
         if (b->run_range)

@@ -147,7 +147,8 @@ static fpay_status check_act(ictx *c, int64_t channels)
 
 static fpay_status infer_conv(ictx *c, bool depthwise)
 {
-    fpay_status st = need_inputs(c, 2, 3);
+    /* CONV_2D may carry a fused residual (FPAY_CONV_INPUT_RESIDUAL). */
+    fpay_status st = need_inputs(c, 2, depthwise ? 3 : 4);
     if (st)
         return st;
     fpay_tensor *x = in_t(c, 0), *w = in_t(c, 1), *b = in_t(c, 2);
@@ -187,6 +188,16 @@ static fpay_status infer_conv(ictx *c, bool depthwise)
         (st = window(c, a->padding, x->dims[2], (int)w->dims[2], a->stride_w,
                      a->dilation_w, &dims[2], &a->pad_left, &a->pad_right)))
         return st;
+    fpay_tensor *r = in_t(c, FPAY_CONV_INPUT_RESIDUAL);
+    if (r) {
+        if ((st = need_f32(c, r, "residual")))
+            return st;
+        if (r->rank != 4 || r->dims[0] != dims[0] || r->dims[1] != dims[1] ||
+            r->dims[2] != dims[2] || r->dims[3] != dims[3])
+            FAIL(c, FPAY_SHAPE_MISMATCH, "residual [%lld,%lld,%lld,%lld] differs from the output",
+                 (long long)r->dims[0], (long long)r->dims[1], (long long)r->dims[2],
+                 (long long)r->dims[3]);
+    }
     return set_out(c, 0, FPAY_DT_F32, 4, dims);
 }
 

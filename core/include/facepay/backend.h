@@ -93,6 +93,15 @@ typedef struct fpay_tensor {
 } fpay_tensor;
 
 #define FPAY_MAX_NODE_INPUTS 16
+
+/* CONV_2D inputs: 0 input, 1 weights, 2 bias (-1: none), and optionally
+ * 3 a residual tensor of the output's shape, made by the optimizer from
+ * conv -> ADD (fpay_pass_fuse_residual). Semantics: the conv's taps + bias,
+ * THEN + residual, THEN the node's activation: bit for bit the unfused conv
+ * (no activation) followed by ADD with that activation. A backend that does
+ * not implement input 3 must say no in supports_node for a CONV_2D with
+ * n_inputs > 3 (the node then runs on the CPU backend). */
+#define FPAY_CONV_INPUT_RESIDUAL 3
 #define FPAY_MAX_NODE_OUTPUTS 4
 
 typedef struct fpay_conv_attr {
@@ -165,7 +174,10 @@ typedef struct fpay_graph {
 
 /* ------------------------------------------------------- backend ABI */
 
-#define FPAY_BACKEND_ABI_VERSION 1u
+/* 1: first layout. 2: CONV_2D/DEPTHWISE_CONV_2D may carry a residual input
+ * (FPAY_CONV_INPUT_RESIDUAL) and run_range was appended; a plugin built for
+ * 1 would silently ignore the residual, so it is refused. */
+#define FPAY_BACKEND_ABI_VERSION 2u
 
 /* What a backend gets to run a prepared graph: every tensor's storage.
  * buffers[t] points at tensor t's bytes (constants point at their data). */
@@ -205,13 +217,21 @@ typedef struct fpay_backend_iface {
     /* Optional. Frees *state from prepare. */
     void (*release)(void *state);
 
-    /* Optional (ABI 1, appended). Runs nodes first..last (inclusive), all of
+    /* Optional (ABI 2, appended). Runs nodes first..last (inclusive), all of
      * them this backend's, in one call: lets a backend that compiles a
      * partition into one runtime (XNNPACK, oneDNN, Vulkan) execute it without
      * a call per node. Default: run_node for each node. */
     fpay_status (*run_range)(void *state, const fpay_exec_ctx *ctx, int first,
                              int last, char *err, size_t err_len);
+
+    /* ABI 2, appended. FPAY_BACKEND_CAP_* bits. */
+    uint32_t caps;
 } fpay_backend_iface;
+
+/* The backend runs on an accelerator (a GPU): "auto" prefers it to the CPU.
+ * CPU libraries (XNNPACK, oneDNN) leave it unset: our own CPU backend is the
+ * one to beat on a CPU, and they are chosen by name for comparison. */
+#define FPAY_BACKEND_CAP_ACCELERATOR 1u
 
 typedef const fpay_backend_iface *(*fpay_backend_entry_fn)(void);
 
@@ -249,6 +269,28 @@ FPAY_API const fpay_backend_iface *fpay_backend_find(const char *name);
  * its abi_version/struct_size do not match or required slots are NULL. */
 FPAY_API fpay_status fpay_backend_register(const fpay_backend_iface *iface,
                                            char *err, size_t err_len);
+
+/* ------------------------------------------------- plugin loading (issue 4)
+ *
+ * Backend plugins are shared libraries named libfacepay-backend-<name>.so
+ * that export FPAY_BACKEND_ENTRY_SYMBOL. They are loaded once per process
+ * (on first use of the registry) from, in this order: every folder of
+ * $FACEPAY_BACKEND_PATH (colon-separated), the executable's folder, its
+ * ../lib/facepay/backends, and the install folder
+ * (<libdir>/facepay/backends). Within a folder files load in name order; a
+ * file already loaded (same real path) or a name already registered is
+ * skipped. FACEPAY_DISABLE_<NAME>=1 (upper-case) skips plugin <name>. See
+ * docs/backends.md. */
+
+/* Number of plugins that were found but not registered. */
+FPAY_API int fpay_backend_rejected_count(void);
+/* Rejection i: the plugin's path and why it was refused (static strings,
+ * valid for the life of the process). FPAY_NOT_FOUND for a bad index. */
+FPAY_API fpay_status fpay_backend_rejected(int index, const char **path,
+                                           const char **reason);
+/* Where registered backend `index` came from: "built-in", "registered by
+ * the application", or the plugin's path. NULL for a bad index. */
+FPAY_API const char *fpay_backend_origin(int index);
 
 /* Size in bytes of one element of dtype (0 for unknown). */
 FPAY_API size_t fpay_dtype_size(fpay_dtype dtype);

@@ -1,0 +1,10 @@
+/* fpay_f32_dwconv3x3s2__avx2: see kernels/x86/dwconv.inc (the template) and fpay_simd.h. */
+#define FPAY_SIMD_AVX2 1
+#include "../x86/simd_x86.h"
+
+#define KH 3
+#define KW 3
+#define SH 2
+#define SW 2
+#define FN fpay_f32_dwconv3x3s2__avx2
+#include "../x86/dwconv.inc"

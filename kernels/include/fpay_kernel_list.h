@@ -1,0 +1,50 @@
+/*
+ * fpay_kernel_list.h - one X-macro list per kernel family. Each list drives
+ * the prototypes and the dispatch table (kernels/dispatch.c), the tests
+ * (tests/test_simd_kernels.c) and the benchmarks (facepay-bench kernels).
+ * Adding a kernel = its file (named after the function) + one line here +
+ * its source in kernels/CMakeLists.txt.
+ *
+ * Order inside a family and ISA: most specific first (dispatch takes the
+ * first entry that fits). NEON: add FPAY_*_KERNELS_NEON lists under
+ * __aarch64__ below; nothing else changes.
+ */
+#ifndef FPAY_KERNEL_LIST_H
+#define FPAY_KERNEL_LIST_H
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+/* X(name, isa, mr, nr): C[mr x nr] register tile */
+#define FPAY_GEMM_KERNELS(X)                          \
+    X(fpay_f32_gemm_7x32__avx512, AVX512, 7, 32)      \
+    X(fpay_f32_gemm_6x16__avx2, AVX2, 6, 16)
+
+/* X(name, isa, mr, nr): mr pixels of a row x nr output channels */
+#define FPAY_CONV_KERNELS(X)                          \
+    X(fpay_f32_conv_7x32__avx512, AVX512, 7, 32)      \
+    X(fpay_f32_conv_6x16__avx2, AVX2, 6, 16)
+
+/* X(name, isa, kh, kw, sh, sw); 0 = any */
+#define FPAY_DWCONV_KERNELS(X)                                   \
+    X(fpay_f32_dwconv3x3s1__avx512, AVX512, 3, 3, 1, 1)          \
+    X(fpay_f32_dwconv3x3s2__avx512, AVX512, 3, 3, 2, 2)          \
+    X(fpay_f32_dwconv__avx512, AVX512, 0, 0, 0, 0)               \
+    X(fpay_f32_dwconv3x3s1__avx2, AVX2, 3, 3, 1, 1)              \
+    X(fpay_f32_dwconv3x3s2__avx2, AVX2, 3, 3, 2, 2)              \
+    X(fpay_f32_dwconv__avx2, AVX2, 0, 0, 0, 0)
+
+/* X(name, isa) */
+#define FPAY_MAXPOOL_KERNELS(X)                       \
+    X(fpay_f32_maxpool__avx512, AVX512)               \
+    X(fpay_f32_maxpool__avx2, AVX2)
+
+#else /* no SIMD kernels in this build yet (NEON: kernels/neon/, later) */
+
+#define FPAY_GEMM_KERNELS(X)
+#define FPAY_CONV_KERNELS(X)
+#define FPAY_DWCONV_KERNELS(X)
+#define FPAY_MAXPOOL_KERNELS(X)
+
+#endif
+
+#endif /* FPAY_KERNEL_LIST_H */

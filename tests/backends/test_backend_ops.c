@@ -1,0 +1,667 @@
+/*
+ * test_backend_ops.c - every backend the registry holds x every op x a set
+ * of shapes (awkward ones included), against the reference kernels run by
+ * the "cpu" backend; then every backend x every bundled model against the
+ * oracle's golden outputs. After ggml's test-backend-ops: a new backend joins
+ * by being found by the registry (ctest sets FACEPAY_BACKEND_PATH to the
+ * build's plugin folder), with no new test code.
+ *
+ * A node a backend declines runs on the CPU fallback, so its result must
+ * then equal the reference bit for bit; the table printed says, per case,
+ * how many nodes the backend ran itself.
+ *
+ * Error measure: max |y - ref| / max |ref| over the output ("normalised max
+ * error"), thresholds per op (op_case.tol):
+ *   - 0 (exact) for ops whose IEEE result has one rounding and no
+ *     reordering: abs/neg/relu/relu6/clamp, max pool, PReLU, leaky ReLU,
+ *     add/sub/mul and their clamp epilogues, reshape, concat, reduce max;
+ *     we still allow 1 ulp of max|ref| (1.2e-7) because a vectorised
+ *     "x * (1/n)" or "x < 0 ? a * x" may be written as an FMA;
+ *   - 1e-6 for div (a backend may compute a * (1/b): 2 roundings), average
+ *     pool (sum order, then * 1/n instead of / n) and reduce sum (order);
+ *   - 1e-5 for the GEMM-like ops (conv, depthwise, fully connected): the taps
+ *     are summed in another order, blocked, with FMA (one rounding instead of
+ *     two) and the bias first instead of last. With K taps of inputs in
+ *     [-1, 1] the float32 error of a reordered sum is bounded by about
+ *     K * eps * max|term|; relative to max|y| (~sqrt(K) typical) that is
+ *     ~sqrt(K) * eps ~ 1.4e-6 for K = 576 (3x3x64), and 1e-5 leaves 7x
+ *     headroom while a wrong tap, pad or slope gives errors of order 1e-1;
+ *   - 1e-5 for exp-based ops (exp, softmax) and L2 normalisation: libraries
+ *     use their own exp polynomial (1-2 ulp) and rsqrt refinements.
+ */
+#include "test_util.h"
+
+#include "graph.h"
+#include "model_impl.h"
+
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL_EXACT 1.2e-7
+#define TOL_ROUND 1e-6
+#define TOL_GEMM 1e-5
+#define TOL_EXP 1e-5
+
+/* ------------------------------------------------------------ building */
+
+typedef struct builder {
+    fpay_graph *g;
+    int inputs[4], n_inputs;
+    float lo[4], hi[4];
+    uint64_t seed;
+} builder;
+
+static int act_tensor(builder *b)
+{
+    fpay_tensor t;
+    memset(&t, 0, sizeof t);
+    t.name = fpay_graph_strdup(b->g, "t", 1);
+    t.dtype = FPAY_DT_F32;
+    return fpay_graph_add_tensor(b->g, &t);
+}
+
+static int input_tensor(builder *b, int rank, const int64_t *dims, float lo, float hi)
+{
+    int t = act_tensor(b);
+    b->g->tensors[t].rank = rank;
+    memcpy(b->g->tensors[t].dims, dims, (size_t)rank * sizeof(int64_t));
+    b->g->tensors[t].flags |= FPAY_TENSOR_INPUT;
+    b->lo[b->n_inputs] = lo;
+    b->hi[b->n_inputs] = hi;
+    b->inputs[b->n_inputs++] = t;
+    return t;
+}
+
+static int const_tensor(builder *b, int rank, const int64_t *dims, float lo, float hi)
+{
+    int64_t n = fpay_dims_count(rank, dims);
+    float *v = malloc((size_t)n * sizeof(float));
+    fpay_test_rng r;
+    fpay_test_rng_seed(&r, ++b->seed * 7919);
+    for (int64_t i = 0; i < n; i++)
+        v[i] = fpay_test_rng_uniform(&r, lo, hi);
+    int t = fpay_graph_add_const_f32(b->g, "c", rank, dims, v);
+    free(v);
+    return t;
+}
+
+static int add_node(builder *b, fpay_node *n)
+{
+    if (n->n_outputs == 0) {
+        n->outputs[0] = act_tensor(b);
+        n->n_outputs = 1;
+    }
+    cr_assert_geq(fpay_graph_add_node(b->g, n), 0);
+    return n->outputs[0];
+}
+
+static int simple(builder *b, fpay_op op, int x, int y, fpay_act act, int slope)
+{
+    fpay_node n;
+    fpay_node_init(&n, op);
+    n.inputs[0] = x;
+    n.inputs[1] = y;
+    n.n_inputs = y >= 0 ? 2 : 1;
+    n.act = act;
+    n.act_slope = slope;
+    return add_node(b, &n);
+}
+
+static void finish(builder *b, int out)
+{
+    fpay_graph *g = b->g;
+    g->inputs = fpay_graph_alloc(g, (size_t)b->n_inputs * sizeof(int));
+    memcpy(g->inputs, b->inputs, (size_t)b->n_inputs * sizeof(int));
+    g->n_inputs = b->n_inputs;
+    g->outputs = fpay_graph_alloc(g, sizeof(int));
+    g->outputs[0] = out;
+    g->n_outputs = 1;
+    g->tensors[out].flags |= FPAY_TENSOR_OUTPUT;
+}
+
+/* ------------------------------------------------------------ op cases */
+
+/* p[]: parameters, meaning per builder (see each). */
+typedef struct op_case {
+    const char *name;
+    double tol;
+    int (*build)(builder *b, const int *p);
+    int p[16];
+} op_case;
+
+/* conv: op, N, H, W, Cin, Cout(or mult), KH, KW, stride, dilation, padding,
+ * act, bias, residual (SAME stride 1 only: an input of the output's shape) */
+static int build_conv(builder *b, const int *p)
+{
+    fpay_op op = (fpay_op)p[0];
+    int64_t xd[4] = {p[1], p[2], p[3], p[4]};
+    int x = input_tensor(b, 4, xd, -1, 1);
+    int cout = op == FPAY_OP_DEPTHWISE_CONV_2D ? p[4] * p[5] : p[5];
+    int64_t wd[4] = {cout, p[6], p[7], p[4]};
+    if (op == FPAY_OP_DEPTHWISE_CONV_2D) {
+        wd[0] = 1;
+        wd[3] = cout;
+    }
+    fpay_node n;
+    fpay_node_init(&n, op);
+    n.inputs[0] = x;
+    n.inputs[1] = const_tensor(b, 4, wd, -1, 1);
+    n.n_inputs = 2;
+    if (p[12]) {
+        int64_t bd[1] = {cout};
+        n.inputs[2] = const_tensor(b, 1, bd, -1, 1);
+        n.n_inputs = 3;
+    }
+    n.attr.conv.stride_h = n.attr.conv.stride_w = p[8];
+    n.attr.conv.dilation_h = n.attr.conv.dilation_w = p[9];
+    n.attr.conv.padding = (fpay_padding)p[10];
+    n.attr.conv.depth_multiplier = op == FPAY_OP_DEPTHWISE_CONV_2D ? p[5] : 0;
+    if (p[13]) {
+        int64_t rd[4] = {p[1], p[2], p[3], cout};
+        if (n.n_inputs == 2)
+            n.inputs[2] = -1;
+        n.inputs[FPAY_CONV_INPUT_RESIDUAL] = input_tensor(b, 4, rd, -1, 1);
+        n.n_inputs = FPAY_CONV_INPUT_RESIDUAL + 1;
+    }
+    n.act = (fpay_act)p[11];
+    n.act_alpha = 0.15f;
+    if (n.act == FPAY_ACT_PRELU) {
+        int64_t sd[1] = {cout};
+        n.act_slope = const_tensor(b, 1, sd, -0.6f, 0.6f);
+    }
+    return add_node(b, &n);
+}
+
+/* fc: N, H, W, C (rank 4 when H > 0, else rank 2 [N, C]), units, act, bias */
+static int build_fc(builder *b, const int *p)
+{
+    int64_t xd[4] = {p[0], p[1], p[2], p[3]};
+    int x = p[1] ? input_tensor(b, 4, xd, -1, 1)
+                 : input_tensor(b, 2, (int64_t[]){p[0], p[3]}, -1, 1);
+    int64_t k = (int64_t)(p[1] ? p[1] : 1) * (p[2] ? p[2] : 1) * p[3];
+    fpay_node n;
+    fpay_node_init(&n, FPAY_OP_FULLY_CONNECTED);
+    n.inputs[0] = x;
+    n.inputs[1] = const_tensor(b, 2, (int64_t[]){p[4], k}, -1, 1);
+    n.n_inputs = 2;
+    if (p[6]) {
+        n.inputs[2] = const_tensor(b, 1, (int64_t[]){p[4]}, -1, 1);
+        n.n_inputs = 3;
+    }
+    n.act = (fpay_act)p[5];
+    if (n.act == FPAY_ACT_PRELU)
+        n.act_slope = const_tensor(b, 1, (int64_t[]){p[4]}, -0.6f, 0.6f);
+    return add_node(b, &n);
+}
+
+/* binary: op, rank a, a dims[4], rank b, b dims[4], act, b constant */
+static int build_binary(builder *b, const int *p)
+{
+    fpay_op op = (fpay_op)p[0];
+    int64_t ad[4] = {p[2], p[3], p[4], p[5]}, bd[4] = {p[7], p[8], p[9], p[10]};
+    int x = input_tensor(b, p[1], ad, -1, 1);
+    float lo = op == FPAY_OP_DIV ? 0.5f : -1, hi = op == FPAY_OP_DIV ? 2.0f : 1;
+    int y = p[12] ? const_tensor(b, p[6], bd, lo, hi) : input_tensor(b, p[6], bd, lo, hi);
+    fpay_act act = (fpay_act)p[11];
+    int slope = -1;
+    if (act == FPAY_ACT_PRELU) {
+        int64_t c = p[1] >= p[6] ? ad[p[1] - 1] : bd[p[6] - 1];
+        if (p[1] == p[6] && bd[p[6] - 1] > c)
+            c = bd[p[6] - 1];
+        slope = const_tensor(b, 1, &c, -0.6f, 0.6f);
+    }
+    fpay_node n;
+    fpay_node_init(&n, op);
+    n.inputs[0] = x;
+    n.inputs[1] = y;
+    n.n_inputs = 2;
+    n.act = act;
+    n.act_alpha = 0.1f;
+    n.act_slope = slope;
+    return add_node(b, &n);
+}
+
+/* unary: op, rank, dims[4], lo x10, hi x10 */
+static int build_unary(builder *b, const int *p)
+{
+    int64_t d[4] = {p[2], p[3], p[4], p[5]};
+    int x = input_tensor(b, p[1], d, (float)p[6] / 10, (float)p[7] / 10);
+    fpay_node n;
+    fpay_node_init(&n, (fpay_op)p[0]);
+    n.inputs[0] = x;
+    n.n_inputs = 1;
+    if (n.op == FPAY_OP_LEAKY_RELU)
+        n.attr.leaky.alpha = 0.2f;
+    if (n.op == FPAY_OP_L2_NORMALIZE)
+        n.attr.l2.epsilon = 1e-10f;
+    if (n.op == FPAY_OP_PRELU) {
+        n.inputs[1] = const_tensor(b, 1, &d[p[1] - 1], -0.6f, 0.6f);
+        n.n_inputs = 2;
+    }
+    return add_node(b, &n);
+}
+
+/* pool: op, N, H, W, C, fh, fw, stride, padding, act */
+static int build_pool(builder *b, const int *p)
+{
+    int x = input_tensor(b, 4, (int64_t[]){p[1], p[2], p[3], p[4]}, -1, 1);
+    fpay_node n;
+    fpay_node_init(&n, (fpay_op)p[0]);
+    n.inputs[0] = x;
+    n.n_inputs = 1;
+    n.attr.pool.filter_h = p[5];
+    n.attr.pool.filter_w = p[6];
+    n.attr.pool.stride_h = n.attr.pool.stride_w = p[7];
+    n.attr.pool.padding = (fpay_padding)p[8];
+    n.act = (fpay_act)p[9];
+    return add_node(b, &n);
+}
+
+/* reduce: op, N, H, W, C, axes mask, keep dims */
+static int build_reduce(builder *b, const int *p)
+{
+    int x = input_tensor(b, 4, (int64_t[]){p[1], p[2], p[3], p[4]}, -1, 1);
+    fpay_node n;
+    fpay_node_init(&n, (fpay_op)p[0]);
+    n.inputs[0] = x;
+    n.n_inputs = 1;
+    n.attr.reduce.axes_mask = (unsigned)p[5];
+    n.attr.reduce.keep_dims = p[6];
+    return add_node(b, &n);
+}
+
+/* reshape [N, H, W, C] -> [N, H*W*C]; concat of two [N, H, W, C] on axis */
+static int build_reshape(builder *b, const int *p)
+{
+    int x = input_tensor(b, 4, (int64_t[]){p[0], p[1], p[2], p[3]}, -1, 1);
+    fpay_node n;
+    fpay_node_init(&n, FPAY_OP_RESHAPE);
+    n.inputs[0] = x;
+    n.n_inputs = 1;
+    n.attr.reshape.rank = 2;
+    n.attr.reshape.dims[0] = p[0];
+    n.attr.reshape.dims[1] = -1;
+    return add_node(b, &n);
+}
+
+static int build_concat(builder *b, const int *p)
+{
+    int x = input_tensor(b, 4, (int64_t[]){p[0], p[1], p[2], p[3]}, -1, 1);
+    int y = input_tensor(b, 4, (int64_t[]){p[0], p[1], p[2], p[5]}, -1, 1);
+    fpay_node n;
+    fpay_node_init(&n, FPAY_OP_CONCATENATION);
+    n.inputs[0] = x;
+    n.inputs[1] = y;
+    n.n_inputs = 2;
+    n.attr.concat.axis = p[4];
+    return add_node(b, &n);
+}
+
+/* Partitions: conv+PReLU -> L2 (often declined) -> conv -> ADD with the
+ * first conv's output (a tensor crossing two partition edges) -> EXP ->
+ * depthwise -> softmax. p[0] = batch. */
+static int build_chain(builder *b, const int *p)
+{
+    int conv1[16] = {FPAY_OP_CONV_2D, p[0], 9, 7, 5, 8, 3, 3, 1, 1, FPAY_PAD_SAME,
+                     FPAY_ACT_PRELU, 1, 0};
+    int a = build_conv(b, conv1);
+    int l2 = simple(b, FPAY_OP_L2_NORMALIZE, a, -1, FPAY_ACT_NONE, -1);
+    b->g->nodes[b->g->n_nodes - 1].attr.l2.epsilon = 1e-10f;
+    fpay_node n;
+    fpay_node_init(&n, FPAY_OP_CONV_2D);
+    n.inputs[0] = l2;
+    n.inputs[1] = const_tensor(b, 4, (int64_t[]){8, 1, 1, 8}, -1, 1);
+    n.inputs[2] = const_tensor(b, 1, (int64_t[]){8}, -1, 1);
+    n.n_inputs = 3;
+    n.attr.conv.stride_h = n.attr.conv.stride_w = 1;
+    n.attr.conv.dilation_h = n.attr.conv.dilation_w = 1;
+    n.attr.conv.padding = FPAY_PAD_VALID;
+    int c2 = add_node(b, &n);
+    int sum = simple(b, FPAY_OP_ADD, c2, a, FPAY_ACT_RELU6, -1);
+    int e = simple(b, FPAY_OP_EXP, sum, -1, FPAY_ACT_NONE, -1);
+    fpay_node_init(&n, FPAY_OP_DEPTHWISE_CONV_2D);
+    n.inputs[0] = e;
+    n.inputs[1] = const_tensor(b, 4, (int64_t[]){1, 3, 3, 8}, -1, 1);
+    n.n_inputs = 2;
+    n.attr.conv.stride_h = n.attr.conv.stride_w = 2;
+    n.attr.conv.dilation_h = n.attr.conv.dilation_w = 1;
+    n.attr.conv.padding = FPAY_PAD_SAME;
+    n.attr.conv.depth_multiplier = 1;
+    int d = add_node(b, &n);
+    return simple(b, FPAY_OP_SOFTMAX, d, -1, FPAY_ACT_NONE, -1);
+}
+
+enum { C2 = FPAY_OP_CONV_2D, DW = FPAY_OP_DEPTHWISE_CONV_2D, SAME = FPAY_PAD_SAME,
+       VALID = FPAY_PAD_VALID, NONE = FPAY_ACT_NONE, RELU = FPAY_ACT_RELU,
+       N1 = FPAY_ACT_RELU_N1_TO_1, R6 = FPAY_ACT_RELU6, PR = FPAY_ACT_PRELU,
+       LK = FPAY_ACT_LEAKY_RELU };
+
+static const op_case cases[] = {
+    /* conv: op N H W Cin Cout KH KW stride dil pad act bias */
+    {"conv 3x3 s1 SAME 8->16", TOL_GEMM, build_conv, {C2, 1, 10, 10, 8, 16, 3, 3, 1, 1, SAME, NONE, 1}},
+    {"conv 3x3 s2 SAME odd 3->17 b2 prelu", TOL_GEMM, build_conv, {C2, 2, 13, 11, 3, 17, 3, 3, 2, 1, SAME, PR, 1}},
+    {"conv 1x1 64->32 relu6", TOL_GEMM, build_conv, {C2, 1, 7, 7, 64, 32, 1, 1, 1, 1, SAME, R6, 1}},
+    {"conv 1x1 no bias relu", TOL_GEMM, build_conv, {C2, 1, 5, 6, 5, 7, 1, 1, 1, 1, VALID, RELU, 0}},
+    {"conv 5x3 VALID s1 n1to1", TOL_GEMM, build_conv, {C2, 1, 12, 9, 4, 6, 5, 3, 1, 1, VALID, N1, 1}},
+    {"conv 3x3 dil2 SAME leaky", TOL_GEMM, build_conv, {C2, 1, 11, 11, 3, 5, 3, 3, 1, 2, SAME, LK, 1}},
+    {"conv 4x4 s2 VALID 1x1 out", TOL_GEMM, build_conv, {C2, 3, 4, 4, 9, 11, 4, 4, 2, 1, VALID, NONE, 1}},
+    {"conv 3x3 64->64 56x56", TOL_GEMM, build_conv, {C2, 1, 56, 56, 64, 64, 3, 3, 1, 1, SAME, PR, 1}},
+    {"conv 3x3 + residual, prelu", TOL_GEMM, build_conv, {C2, 2, 6, 5, 8, 12, 3, 3, 1, 1, SAME, PR, 1, 1}},
+    {"conv 1x1 + residual, relu6, no bias", TOL_GEMM, build_conv, {C2, 1, 7, 7, 16, 16, 1, 1, 1, 1, SAME, R6, 0, 1}},
+    {"dwconv 3x3 s1 SAME prelu", TOL_GEMM, build_conv, {DW, 1, 14, 14, 32, 1, 3, 3, 1, 1, SAME, PR, 1}},
+    {"dwconv 3x3 s2 SAME odd C=13", TOL_GEMM, build_conv, {DW, 2, 9, 7, 13, 1, 3, 3, 2, 1, SAME, NONE, 1}},
+    {"dwconv 7x7 VALID GDC", TOL_GEMM, build_conv, {DW, 2, 7, 7, 24, 1, 7, 7, 1, 1, VALID, NONE, 1}},
+    {"dwconv mult 2 no bias relu", TOL_GEMM, build_conv, {DW, 1, 8, 8, 3, 2, 3, 3, 1, 1, SAME, RELU, 0}},
+    {"dwconv 5x5 dil2 SAME r6", TOL_GEMM, build_conv, {DW, 1, 12, 10, 6, 1, 5, 5, 1, 2, SAME, R6, 1}},
+    /* fc: N H W C units act bias */
+    {"fc 2-D 128->10", TOL_GEMM, build_fc, {3, 0, 0, 128, 10, NONE, 1}},
+    {"fc 4-D [2,3,3,64]->576->7 relu", TOL_GEMM, build_fc, {2, 3, 3, 64, 7, RELU, 1}},
+    {"fc 2-D 1->1 no bias prelu", TOL_GEMM, build_fc, {1, 0, 0, 1, 1, PR, 0}},
+    {"fc 2-D 2048->1", TOL_GEMM, build_fc, {1, 0, 0, 2048, 1, NONE, 1}},
+    /* binary: op ra a0..a3 rb b0..b3 act bconst */
+    {"add same shape", TOL_EXACT, build_binary, {FPAY_OP_ADD, 4, 2, 5, 7, 9, 4, 2, 5, 7, 9, NONE, 0}},
+    {"add relu6", TOL_EXACT, build_binary, {FPAY_OP_ADD, 4, 1, 6, 6, 16, 4, 1, 6, 6, 16, R6, 0}},
+    {"add bcast channel const", TOL_EXACT, build_binary, {FPAY_OP_ADD, 4, 1, 4, 5, 3, 1, 3, 0, 0, 0, NONE, 1}},
+    {"add prelu epilogue", TOL_EXACT, build_binary, {FPAY_OP_ADD, 4, 1, 3, 3, 10, 4, 1, 3, 3, 10, PR, 0}},
+    {"add leaky epilogue", TOL_EXACT, build_binary, {FPAY_OP_ADD, 2, 3, 5, 0, 0, 2, 3, 5, 0, 0, LK, 0}},
+    {"sub bcast [N,1,1,C]", TOL_EXACT, build_binary, {FPAY_OP_SUB, 4, 2, 3, 4, 5, 4, 2, 1, 1, 5, N1, 0}},
+    {"mul const first", TOL_EXACT, build_binary, {FPAY_OP_MUL, 1, 7, 0, 0, 0, 4, 1, 2, 3, 7, NONE, 0}},
+    {"mul scalar const", TOL_EXACT, build_binary, {FPAY_OP_MUL, 4, 1, 3, 3, 5, 0, 0, 0, 0, 0, RELU, 1}},
+    {"div", TOL_ROUND, build_binary, {FPAY_OP_DIV, 4, 1, 3, 4, 5, 4, 1, 3, 4, 5, NONE, 0}},
+    /* unary: op rank d0..d3 lo*10 hi*10 */
+    {"abs", TOL_EXACT, build_unary, {FPAY_OP_ABS, 4, 2, 3, 5, 7, -10, 10}},
+    {"neg", TOL_EXACT, build_unary, {FPAY_OP_NEG, 2, 3, 17, 0, 0, -10, 10}},
+    {"relu", TOL_EXACT, build_unary, {FPAY_OP_RELU, 4, 1, 5, 5, 3, -10, 10}},
+    {"relu6", TOL_EXACT, build_unary, {FPAY_OP_RELU6, 3, 2, 9, 4, 0, -80, 80}},
+    {"leaky_relu", TOL_EXACT, build_unary, {FPAY_OP_LEAKY_RELU, 4, 1, 4, 4, 64, -10, 10}},
+    {"prelu 4-D", TOL_EXACT, build_unary, {FPAY_OP_PRELU, 4, 2, 5, 5, 13, -10, 10}},
+    {"prelu 2-D", TOL_EXACT, build_unary, {FPAY_OP_PRELU, 2, 4, 33, 0, 0, -10, 10}},
+    {"exp", TOL_EXP, build_unary, {FPAY_OP_EXP, 2, 5, 11, 0, 0, -30, 30}},
+    {"softmax 2 cols", TOL_EXP, build_unary, {FPAY_OP_SOFTMAX, 2, 6, 2, 0, 0, -50, 50}},
+    {"softmax 4-D 13 cols", TOL_EXP, build_unary, {FPAY_OP_SOFTMAX, 4, 1, 3, 4, 13, -50, 50}},
+    {"l2_normalize", TOL_EXP, build_unary, {FPAY_OP_L2_NORMALIZE, 2, 3, 192, 0, 0, -10, 10}},
+    /* pool: op N H W C fh fw stride pad act */
+    {"maxpool 2x2 s2 SAME odd", TOL_EXACT, build_pool, {FPAY_OP_MAX_POOL_2D, 1, 7, 9, 10, 2, 2, 2, SAME, NONE}},
+    {"maxpool 3x3 s2 SAME", TOL_EXACT, build_pool, {FPAY_OP_MAX_POOL_2D, 2, 12, 12, 4, 3, 3, 2, SAME, NONE}},
+    {"maxpool 3x3 s2 VALID relu", TOL_EXACT, build_pool, {FPAY_OP_MAX_POOL_2D, 1, 11, 11, 5, 3, 3, 2, VALID, RELU}},
+    {"avgpool 3x3 s2 SAME (padded)", TOL_ROUND, build_pool, {FPAY_OP_AVERAGE_POOL_2D, 1, 9, 9, 6, 3, 3, 2, SAME, NONE}},
+    {"avgpool 2x2 s2 VALID", TOL_ROUND, build_pool, {FPAY_OP_AVERAGE_POOL_2D, 2, 8, 6, 3, 2, 2, 2, VALID, NONE}},
+    {"avgpool 7x7 VALID global", TOL_ROUND, build_pool, {FPAY_OP_AVERAGE_POOL_2D, 1, 7, 7, 16, 7, 7, 1, VALID, R6}},
+    /* reduce: op N H W C mask keep */
+    {"reduce_max last keep", TOL_EXACT, build_reduce, {FPAY_OP_REDUCE_MAX, 1, 4, 5, 2, 8, 1}},
+    {"sum last keep", TOL_ROUND, build_reduce, {FPAY_OP_SUM, 1, 4, 5, 7, 8, 1}},
+    {"reshape [N,1,1,C]->[N,C]", TOL_EXACT, build_reshape, {2, 1, 1, 192}},
+    {"concat channels", TOL_EXACT, build_concat, {1, 3, 3, 4, 3, 5}},
+    {"chain: partitions and edges b1", TOL_GEMM, build_chain, {1}},
+    {"chain: partitions and edges b3", TOL_GEMM, build_chain, {3}},
+};
+
+/* ------------------------------------------------------------ running */
+
+typedef struct outcome {
+    int nodes, on_backend;
+    double err;
+} outcome;
+
+static fpay_model *make_model(const op_case *c, builder *b)
+{
+    fpay_model *m = calloc(1, sizeof *m);
+    cr_assert_not_null(m);
+    fpay_graph_init(&m->graph);
+    memset(b, 0, sizeof *b);
+    b->g = &m->graph;
+    finish(b, c->build(b, c->p));
+    return m;
+}
+
+/* Runs the model on `backend` with `threads`; copies output 0 into *out. */
+static void run_on(const fpay_model *m, const builder *b, const char *backend, int threads,
+                   float **out, size_t *count, outcome *o)
+{
+    fpay_session_options opt;
+    fpay_session_options_init(&opt);
+    opt.backend = backend;
+    opt.threads = threads;
+    fpay_session *s = NULL;
+    char err[256];
+    cr_assert_eq(fpay_session_create(m, &opt, &s, err, sizeof err), FPAY_OK, "%s: %s",
+                 backend, err);
+    for (int k = 0; k < b->n_inputs; k++) {
+        fpay_tensor_info in;
+        fpay_session_input_info(s, k, &in);
+        float *x = malloc(in.count * sizeof(float));
+        fpay_test_rng r;
+        fpay_test_rng_seed(&r, 1234 + (uint64_t)k);
+        for (size_t i = 0; i < in.count; i++)
+            x[i] = fpay_test_rng_uniform(&r, b->lo[k], b->hi[k]);
+        cr_assert_eq(fpay_session_set_input(s, k, x, in.count), FPAY_OK);
+        free(x);
+    }
+    cr_assert_eq(fpay_session_run(s), FPAY_OK, "%s: %s", backend, fpay_session_errmsg(s));
+    const float *y;
+    cr_assert_eq(fpay_session_output(s, 0, &y, count), FPAY_OK);
+    *out = malloc(*count * sizeof(float));
+    memcpy(*out, y, *count * sizeof(float));
+    if (o) {
+        o->nodes = o->on_backend = 0;
+        for (int i = 0; fpay_session_node_backend(s, i); i++, o->nodes++)
+            o->on_backend += strcmp(fpay_session_node_backend(s, i), backend) == 0;
+    }
+    fpay_session_free(s);
+}
+
+static double norm_max_err(const float *y, const float *ref, size_t n)
+{
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)y[i] - ref[i]);
+        if (!(e <= worst))
+            worst = isnan(e) ? INFINITY : e;
+        if (fabs(ref[i]) > scale)
+            scale = fabs(ref[i]);
+    }
+    return worst / (scale > 0 ? scale : 1);
+}
+
+/* Every backend x every case, at 1 and 2 threads; prints one line each. */
+static void check_ops(int threads)
+{
+    int n_backends = fpay_backend_count();
+    int fails = 0;
+    printf("# backend-ops, %d backend(s), %d thread(s)\n", n_backends, threads);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        builder b;
+        fpay_model *m = make_model(&cases[c], &b);
+        float *ref;
+        size_t nref;
+        run_on(m, &b, "cpu", 1, &ref, &nref, NULL);
+        for (int k = 0; k < n_backends; k++) {
+            const char *name = fpay_backend_get(k)->name;
+            if (strcmp(name, "cpu") == 0)
+                continue;
+            float *y;
+            size_t ny;
+            outcome o;
+            run_on(m, &b, name, threads, &y, &ny, &o);
+            cr_assert_eq(ny, nref);
+            o.err = norm_max_err(y, ref, ny);
+            /* Declined nodes ran on the reference: then exact. */
+            double tol = o.on_backend ? cases[c].tol : 0;
+            int ok = o.err <= tol;
+            fails += !ok;
+            printf("backend-ops %-8s t%d %-38s nodes %d/%d on backend  err %.2e  tol %.0e  %s\n",
+                   name, threads, cases[c].name, o.on_backend, o.nodes, o.err, tol,
+                   ok ? "OK" : "FAIL");
+            cr_expect(ok, "%s: %s: normalised max error %.3e > %.0e", name, cases[c].name,
+                      o.err, tol);
+            free(y);
+        }
+        free(ref);
+        fpay_model_free(m);
+    }
+    printf("# backend-ops: %d failure(s)\n", fails);
+}
+
+Test(backend_ops, every_backend_every_op_1_thread) { check_ops(1); }
+Test(backend_ops, every_backend_every_op_2_threads) { check_ops(2); }
+
+/* ------------------------------------------------------------ models */
+
+static cJSON *load_case(const char *name)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "golden/%s.json", name);
+    size_t size = 0;
+    uint8_t *text = fpay_test_read_file(fpay_test_data_path(rel), &size);
+    cr_assert_not_null(text, "cannot read %s", rel);
+    cJSON *j = cJSON_ParseWithLength((const char *)text, size);
+    free(text);
+    cr_assert_not_null(j, "%s is not JSON", rel);
+    return j;
+}
+
+/* Tolerances as tests/test_golden.c: max |err| <= 1e-4 x max_abs per output,
+ * and cosine >= 0.99999 per embedding row (MobileFaceNet). */
+static void check_model(const char *case_name, int embed_dim, int threads)
+{
+    cJSON *j = load_case(case_name);
+    const char *model = cJSON_GetObjectItem(j, "model")->valuestring;
+    char err[256];
+    fpay_model *m = NULL;
+    cr_assert_eq(fpay_model_load_file(fpay_test_model_path(model), 0, &m, err, sizeof err),
+                 FPAY_OK, "%s", err);
+    for (int bi = 0; bi < fpay_backend_count(); bi++) {
+        const char *backend = fpay_backend_get(bi)->name;
+        fpay_session_options o;
+        fpay_session_options_init(&o);
+        o.backend = backend;
+        o.threads = threads;
+        fpay_session *s = NULL;
+        cr_assert_eq(fpay_session_create(m, &o, &s, err, sizeof err), FPAY_OK, "%s", err);
+        int k = 0;
+        for (cJSON *in = cJSON_GetObjectItem(j, "inputs")->child; in; in = in->next, k++) {
+            int64_t dims[FPAY_MAX_RANK];
+            int rank = 0;
+            for (cJSON *d = cJSON_GetObjectItem(in, "shape")->child; d; d = d->next)
+                dims[rank++] = (int64_t)d->valuedouble;
+            cr_assert_eq(fpay_session_set_input_shape(s, k, rank, dims), FPAY_OK, "%s",
+                         fpay_session_errmsg(s));
+            char rel[256];
+            snprintf(rel, sizeof rel, "golden/%s", cJSON_GetObjectItem(in, "file")->valuestring);
+            size_t count = 0;
+            float *data = fpay_test_read_f32(fpay_test_data_path(rel), &count);
+            cr_assert_not_null(data);
+            cr_assert_eq(fpay_session_set_input(s, k, data, count), FPAY_OK, "%s",
+                         fpay_session_errmsg(s));
+            free(data);
+        }
+        cr_assert_eq(fpay_session_run(s), FPAY_OK, "%s: %s", backend, fpay_session_errmsg(s));
+        int nodes = 0, mine = 0;
+        for (; fpay_session_node_backend(s, nodes); nodes++)
+            mine += strcmp(fpay_session_node_backend(s, nodes), backend) == 0;
+        k = 0;
+        for (cJSON *oj = cJSON_GetObjectItem(j, "outputs")->child; oj; oj = oj->next, k++) {
+            char rel[256];
+            snprintf(rel, sizeof rel, "golden/%s", cJSON_GetObjectItem(oj, "file")->valuestring);
+            size_t count = 0;
+            float *want = fpay_test_read_f32(fpay_test_data_path(rel), &count);
+            cr_assert_not_null(want);
+            const float *got;
+            size_t n;
+            cr_assert_eq(fpay_session_output(s, k, &got, &n), FPAY_OK);
+            cr_assert_eq(n, count);
+            double max_abs = cJSON_GetObjectItem(oj, "max_abs")->valuedouble, worst = 0;
+            for (size_t i = 0; i < n; i++) {
+                double e = fabs((double)got[i] - want[i]);
+                if (!(e <= worst))
+                    worst = isnan(e) ? INFINITY : e;
+            }
+            double min_cos = 1;
+            if (embed_dim > 0)
+                for (size_t row = 0; row < n / (size_t)embed_dim; row++) {
+                    double dot = 0, na = 0, nb = 0;
+                    for (int c = 0; c < embed_dim; c++) {
+                        double a = got[row * embed_dim + c], bb = want[row * embed_dim + c];
+                        dot += a * bb;
+                        na += a * a;
+                        nb += bb * bb;
+                    }
+                    double cosine = dot / sqrt(na * nb);
+                    if (!(cosine >= min_cos))
+                        min_cos = cosine;
+                }
+            int ok = worst <= 1e-4 * max_abs && (embed_dim == 0 || min_cos >= 0.99999);
+            char cos_txt[48] = "";
+            if (embed_dim)
+                snprintf(cos_txt, sizeof cos_txt, "  min cosine %.9f", min_cos);
+            printf("backend-model %-8s t%d %-20s out %d  nodes %d/%d on backend  "
+                   "max|err| %.2e = %.2e x max_abs%s  %s\n",
+                   backend, threads, case_name, k, mine, nodes, worst, worst / max_abs,
+                   cos_txt, ok ? "OK" : "FAIL");
+            cr_expect_leq(worst, 1e-4 * max_abs, "%s %s output %d: max |err| %g > 1e-4 x %g",
+                          backend, case_name, k, worst, max_abs);
+            if (embed_dim)
+                cr_expect_geq(min_cos, 0.99999, "%s %s: cosine %.9f", backend, case_name,
+                              min_cos);
+            free(want);
+        }
+        fpay_session_free(s);
+    }
+    fpay_model_free(m);
+    cJSON_Delete(j);
+}
+
+Test(backend_models, mfn_random) { check_model("mfn_random", 192, 1); }
+Test(backend_models, mfn_random_2_threads) { check_model("mfn_random", 192, 2); }
+Test(backend_models, mfn_face_amy1) { check_model("mfn_face_amy1", 192, 1); }
+Test(backend_models, mfn_face_tomcruise) { check_model("mfn_face_tomcruise", 192, 1); }
+Test(backend_models, pnet_tomcruise_s0) { check_model("pnet_tomcruise_s0", 0, 1); }
+Test(backend_models, rnet_tomcruise) { check_model("rnet_tomcruise", 0, 1); }
+Test(backend_models, onet_tomcruise) { check_model("onet_tomcruise", 0, 2); }
+Test(backend_models, antispoof_obama, .timeout = 900) { check_model("antispoof_obama", 0, 2); }
+
+/* Batch changes re-prepare the backend: batch 3 then 1 must give row 0 of
+ * batch 3 within the GEMM tolerance on every backend. */
+Test(backend_models, reshape_reprepares_every_backend)
+{
+    char err[256];
+    fpay_model *m = NULL;
+    cr_assert_eq(fpay_model_load_file(fpay_test_model_path("MobileFaceNet.tflite"), 0, &m,
+                                      err, sizeof err), FPAY_OK, "%s", err);
+    const size_t row = 112 * 112 * 3;
+    float *x = malloc(3 * row * sizeof(float));
+    fpay_test_rng r;
+    fpay_test_rng_seed(&r, 99);
+    for (size_t i = 0; i < 3 * row; i++)
+        x[i] = fpay_test_rng_uniform(&r, -1, 1);
+    for (int bi = 0; bi < fpay_backend_count(); bi++) {
+        fpay_session_options o;
+        fpay_session_options_init(&o);
+        o.backend = fpay_backend_get(bi)->name;
+        fpay_session *s = NULL;
+        cr_assert_eq(fpay_session_create(m, &o, &s, err, sizeof err), FPAY_OK, "%s", err);
+        float first[192];
+        for (int pass = 0; pass < 2; pass++) {
+            int batch = pass ? 1 : 3;
+            cr_assert_eq(fpay_session_set_batch(s, batch), FPAY_OK, "%s", fpay_session_errmsg(s));
+            cr_assert_eq(fpay_session_set_input(s, 0, x, (size_t)batch * row), FPAY_OK);
+            cr_assert_eq(fpay_session_run(s), FPAY_OK, "%s", fpay_session_errmsg(s));
+            const float *y;
+            size_t n;
+            cr_assert_eq(fpay_session_output(s, 0, &y, &n), FPAY_OK);
+            cr_assert_eq(n, (size_t)batch * 192);
+            if (!pass)
+                memcpy(first, y, sizeof first);
+            else
+                cr_expect_leq(norm_max_err(y, first, 192), TOL_GEMM, "%s", o.backend);
+        }
+        fpay_session_free(s);
+    }
+    free(x);
+    fpay_model_free(m);
+}
