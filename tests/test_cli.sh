@@ -72,6 +72,19 @@ expect_error "detect bad option"  "unknown or incomplete"  "$cli" detect --frobn
 expect_error "eval needs pairs"   "--pairs"                "$cli" eval --root "$tmp"
 printf '2\nA\t1\n' >"$tmp/pairs_short.txt"
 expect_error "eval short pairs"   "pairs_short.txt"        "$cli" eval --models "$models" --pairs "$tmp/pairs_short.txt" --root "$tmp"
+# LFW View 2's format: first line "FOLDS N", then per fold N same and N
+# different pairs. faces/lfw_layout holds 4 LFW images in LFW's layout
+# (name/name_NNNN.jpg) and pairs_2folds.txt 2 folds of 1 + 1 pairs.
+lfw=$data/faces/lfw_layout
+expect_ok "eval View 2 folds"     "View 2, folds: 2 of 2 pairs" "$cli" eval --models "$models" --liveness off --threshold 0.5 --pairs "$lfw/pairs_2folds.txt" --root "$lfw"
+if grep -qE '^2-fold accuracy: [0-9.]+% \+- [0-9.]+%' "$tmp/out" &&
+   grep -qE '^best-threshold accuracy: [0-9.]+%' "$tmp/out" &&
+   grep -qE '^accuracy at the given threshold: [0-9.]+% at cosine 0.5000' "$tmp/out"; then
+    ok "eval View 2 accuracy"
+else
+    bad "eval View 2 accuracy ($(head -c 300 "$tmp/out"))"
+fi
+expect_error "eval bad threshold" "--threshold"            "$cli" eval --threshold 2 --pairs "$lfw/pairs_2folds.txt" --root "$lfw"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

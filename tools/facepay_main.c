@@ -3,7 +3,7 @@
  *
  *   facepay info MODEL
  *   facepay run [--batch N] [--shape D0,D1,...] [--backend B] MODEL IN.f32... OUT_PREFIX
- *   facepay detect|embed|compare|eval ... (face_commands.c)
+ *   facepay detect|embed|compare (face_commands.c), eval (face_eval.c)
  *
  * Every failure prints one line "facepay: ..." on stderr and exits non-zero
  * (2 for usage errors, 1 for everything else).

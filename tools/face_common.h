@@ -1,0 +1,36 @@
+/*
+ * face_common.h - what the face commands of the facepay CLI share between
+ * face_commands.c (detect, embed, compare, option parsing) and face_eval.c
+ * (eval). Private to tools/.
+ */
+#ifndef FACEPAY_FACE_COMMON_H
+#define FACEPAY_FACE_COMMON_H
+
+#include "facepay/pipeline.h"
+
+#define EXIT_USAGE 2
+
+/* The parsed command line of one face command (see fpay_face_usage). */
+typedef struct opts {
+    fpay_pipeline_config cfg;
+    char models_dir[4096];
+    const char *backend;
+    int workers;
+    const char *annotate, *model, *pairs, *root, *roc;
+    int has_threshold;         /* eval --threshold T given */
+    float threshold;           /* eval: also report accuracy at this cosine */
+    int whole;
+    const char *args[4];
+    int nargs;
+} opts;
+
+/* Prints "facepay: MESSAGE" on stderr and returns code (the exit code). */
+int fpay_face_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Parses a face command's options and its want_args positional arguments
+ * into o (cfg from the profile, models_dir from --models/--model,
+ * $FACEPAY_MODELS_DIR or the built-in default). Returns 0, or the exit code
+ * after printing the problem. */
+int fpay_face_parse_opts(int argc, char **argv, opts *o, int want_args, const char *cmd);
+
+#endif
