@@ -17,30 +17,12 @@
 #include "model_impl.h" /* node ops, for the fallback column */
 
 #include <errno.h>
+#include "bench.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double ms_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double pct(const double *v, int n, double p)
-{
-    int rank = (int)(p / 100.0 * n + 0.999999);
-    rank = rank < 1 ? 1 : rank > n ? n : rank;
-    return v[rank - 1];
-}
 
 static int parse_list(const char *s, long *out, int max)
 {
@@ -121,19 +103,19 @@ static int run_one(const fpay_model *m, const char *model_name, const char *back
         fpay_session_set_input(s, k, x, in.count);
     }
     for (long i = 0; i < warmup + runs; i++) {
-        double t0 = ms_now();
+        double t0 = fpay_bench_now_ms();
         if (fpay_session_run(s) != FPAY_OK) {
             fprintf(stderr, "facepay-bench: %s: %s\n", backend, fpay_session_errmsg(s));
             goto out;
         }
         if (i >= warmup)
-            t[i - warmup] = ms_now() - t0;
+            t[i - warmup] = fpay_bench_now_ms() - t0;
     }
-    qsort(t, (size_t)runs, sizeof(double), cmp_d);
+    qsort(t, (size_t)runs, sizeof(double), fpay_bench_cmp_double);
     char fb[256];
     int nodes, mine;
     fallback_ops(s, backend, fb, sizeof fb, &nodes, &mine);
-    double med = pct(t, (int)runs, 50), p90 = pct(t, (int)runs, 90);
+    double med = fpay_bench_percentile(t, (int)runs, 50), p90 = fpay_bench_percentile(t, (int)runs, 90);
     if (json)
         printf("{\"suite\":\"backends\",\"model\":\"%s\",\"backend\":\"%s\",\"batch\":%ld,"
                "\"threads\":%ld,\"runs\":%ld,\"warmup\":%ld,\"min_ms\":%.4f,"

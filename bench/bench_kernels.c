@@ -23,19 +23,6 @@
 /* The calling thread's CPU time: the kernels run on this thread only, so it
  * equals wall time on an idle machine and leaves out the time other
  * processes hold the core on a shared one. */
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 typedef void (*call_fn)(const void *kernel, const void *args);
 
 /* Fastest batch of the last time_call (seconds per call): on a shared,
@@ -48,21 +35,21 @@ static double time_call(call_fn call, const void *kernel, const void *args)
     call(kernel, args);
     long reps = 1;
     for (;;) {
-        double t0 = now_s();
+        double t0 = fpay_bench_thread_cpu_s();
         for (long i = 0; i < reps; i++)
             call(kernel, args);
-        if (now_s() - t0 > 2e-3 || reps > (1L << 24))
+        if (fpay_bench_thread_cpu_s() - t0 > 2e-3 || reps > (1L << 24))
             break;
         reps *= 2;
     }
     double t[15];
     for (int b = 0; b < 15; b++) {
-        double t0 = now_s();
+        double t0 = fpay_bench_thread_cpu_s();
         for (long i = 0; i < reps; i++)
             call(kernel, args);
-        t[b] = (now_s() - t0) / (double)reps;
+        t[b] = (fpay_bench_thread_cpu_s() - t0) / (double)reps;
     }
-    qsort(t, 15, sizeof t[0], cmp_d);
+    qsort(t, 15, sizeof t[0], fpay_bench_cmp_double);
     last_min_s = t[0];
     return t[7];
 }

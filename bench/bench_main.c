@@ -28,30 +28,7 @@
 #include <string.h>
 #include <time.h>
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Nearest-rank percentile of sorted v[0..n). */
-static double percentile(const double *v, int n, double p)
-{
-    int rank = (int)(p / 100.0 * n + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return v[rank - 1];
-}
-
 static int parse_pos(const char *s, long *v)
 {
     char *end;
@@ -130,19 +107,19 @@ static int bench_model(const char *path, const char *backend, long batch, long t
     if (!t)
         goto out;
     for (long i = 0; i < warmup + runs; i++) {
-        double t0 = now_ms();
+        double t0 = fpay_bench_now_ms();
         if (fpay_session_run(s) != FPAY_OK) {
             fprintf(stderr, "facepay-bench: %s\n", fpay_session_errmsg(s));
             goto out;
         }
         if (i >= warmup)
-            t[i - warmup] = now_ms() - t0;
+            t[i - warmup] = fpay_bench_now_ms() - t0;
     }
-    qsort(t, (size_t)runs, sizeof(double), cmp_double);
+    qsort(t, (size_t)runs, sizeof(double), fpay_bench_cmp_double);
     fpay_tensor_info in;
     fpay_session_input_info(s, 0, &in);
     const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    double med = percentile(t, (int)runs, 50), p90 = percentile(t, (int)runs, 90);
+    double med = fpay_bench_percentile(t, (int)runs, 50), p90 = fpay_bench_percentile(t, (int)runs, 90);
     if (json)
         printf("{\"suite\":\"models\",\"model\":\"%s\",\"backend\":\"%s\",\"isa\":\"%s\","
                "\"threads\":%ld,"
