@@ -126,9 +126,10 @@ bool fpay_isa_supported(fpay_isa isa)
     if (isa == FPAY_ISA_AVX2 || isa == FPAY_ISA_AVX512)
         return false;
 #endif
-    /* NEON kernels arrive in kernels/neon/ (later); until then no table. */
-    if (isa == FPAY_ISA_NEON)
+#if !defined(FPAY_ARM64)
+    if (isa == FPAY_ISA_NEON) /* kernels/neon/ is built for aarch64 only */
         return false;
+#endif
     return missing(isa) == NULL;
 }
 

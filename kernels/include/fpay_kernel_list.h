@@ -38,7 +38,30 @@
     X(fpay_f32_maxpool__avx512, AVX512)               \
     X(fpay_f32_maxpool__avx2, AVX2)
 
-#else /* no SIMD kernels in this build yet (NEON: kernels/neon/, later) */
+#elif defined(__aarch64__)
+
+/* NEON (kernels/neon/: the kernels/x86 templates over simd_neon.h, 4 x f32).
+ * Same X(...) columns as the x86 lists above. */
+#define FPAY_GEMM_KERNELS_NEON(X)                     \
+    X(fpay_f32_gemm_6x8__neon, NEON, 6, 8)
+
+#define FPAY_CONV_KERNELS_NEON(X)                     \
+    X(fpay_f32_conv_6x8__neon, NEON, 6, 8)
+
+#define FPAY_DWCONV_KERNELS_NEON(X)                              \
+    X(fpay_f32_dwconv3x3s1__neon, NEON, 3, 3, 1, 1)              \
+    X(fpay_f32_dwconv3x3s2__neon, NEON, 3, 3, 2, 2)              \
+    X(fpay_f32_dwconv__neon, NEON, 0, 0, 0, 0)
+
+#define FPAY_MAXPOOL_KERNELS_NEON(X)                  \
+    X(fpay_f32_maxpool__neon, NEON)
+
+#define FPAY_GEMM_KERNELS(X) FPAY_GEMM_KERNELS_NEON(X)
+#define FPAY_CONV_KERNELS(X) FPAY_CONV_KERNELS_NEON(X)
+#define FPAY_DWCONV_KERNELS(X) FPAY_DWCONV_KERNELS_NEON(X)
+#define FPAY_MAXPOOL_KERNELS(X) FPAY_MAXPOOL_KERNELS_NEON(X)
+
+#else /* no SIMD kernels for this architecture */
 
 #define FPAY_GEMM_KERNELS(X)
 #define FPAY_CONV_KERNELS(X)
