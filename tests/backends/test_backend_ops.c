@@ -336,6 +336,62 @@ static int build_chain(builder *b, const int *p)
     return simple(b, FPAY_OP_SOFTMAX, d, -1, FPAY_ACT_NONE, -1);
 }
 
+/* A conv node on tensor x with constant weights and bias: 1x1 CONV_2D
+ * (cin -> cout) or 3x3 depthwise (cout ignored), SAME, stride 1; `res` a
+ * residual input (-1: none). */
+static int conv_on(builder *b, fpay_op op, int x, int cin, int cout, fpay_act act, int res)
+{
+    fpay_node n;
+    fpay_node_init(&n, op);
+    int co = op == FPAY_OP_DEPTHWISE_CONV_2D ? cin : cout;
+    int64_t wd[4] = {co, 1, 1, cin};
+    if (op == FPAY_OP_DEPTHWISE_CONV_2D) {
+        wd[0] = 1;
+        wd[1] = wd[2] = 3;
+        wd[3] = co;
+    }
+    n.inputs[0] = x;
+    n.inputs[1] = const_tensor(b, 4, wd, -1, 1);
+    n.inputs[2] = const_tensor(b, 1, (int64_t[]){co}, -1, 1);
+    n.n_inputs = 3;
+    if (res >= 0) {
+        n.inputs[FPAY_CONV_INPUT_RESIDUAL] = res;
+        n.n_inputs = FPAY_CONV_INPUT_RESIDUAL + 1;
+    }
+    n.attr.conv.stride_h = n.attr.conv.stride_w = 1;
+    n.attr.conv.dilation_h = n.attr.conv.dilation_w = 1;
+    n.attr.conv.padding = FPAY_PAD_SAME;
+    n.attr.conv.depth_multiplier = op == FPAY_OP_DEPTHWISE_CONV_2D ? 1 : 0;
+    n.act = act;
+    if (act == FPAY_ACT_PRELU)
+        n.act_slope = const_tensor(b, 1, (int64_t[]){co}, -0.6f, 0.6f);
+    return add_node(b, &n);
+}
+
+/* Residual blocks in one partition, so that a backend keeping tensors in
+ * its own layout between nodes is checked there: expand (PReLU) -> dw
+ * (RELU6) -> project + residual `a` (a read again after it) -> ADD(., a)
+ * RELU -> max pool -> 1x1 + residual (its last reader: may accumulate in
+ * place). p[0] = batch, p[1] = channels (odd: partial channel blocks). */
+static int build_blocks(builder *b, const int *p)
+{
+    int c = p[1];
+    int x = input_tensor(b, 4, (int64_t[]){p[0], 9, 7, 5}, -1, 1);
+    int a = conv_on(b, FPAY_OP_CONV_2D, x, 5, c, FPAY_ACT_PRELU, -1);
+    int d = conv_on(b, FPAY_OP_DEPTHWISE_CONV_2D, a, c, c, FPAY_ACT_RELU6, -1);
+    int r = conv_on(b, FPAY_OP_CONV_2D, d, c, c, FPAY_ACT_NONE, a);
+    int sum = simple(b, FPAY_OP_ADD, r, a, FPAY_ACT_RELU, -1);
+    fpay_node n;
+    fpay_node_init(&n, FPAY_OP_MAX_POOL_2D);
+    n.inputs[0] = sum;
+    n.n_inputs = 1;
+    n.attr.pool.filter_h = n.attr.pool.filter_w = 2;
+    n.attr.pool.stride_h = n.attr.pool.stride_w = 2;
+    n.attr.pool.padding = FPAY_PAD_SAME;
+    int pool = add_node(b, &n);
+    return conv_on(b, FPAY_OP_CONV_2D, pool, c, c, FPAY_ACT_PRELU, pool);
+}
+
 enum { C2 = FPAY_OP_CONV_2D, DW = FPAY_OP_DEPTHWISE_CONV_2D, SAME = FPAY_PAD_SAME,
        VALID = FPAY_PAD_VALID, NONE = FPAY_ACT_NONE, RELU = FPAY_ACT_RELU,
        N1 = FPAY_ACT_RELU_N1_TO_1, R6 = FPAY_ACT_RELU6, PR = FPAY_ACT_PRELU,
@@ -399,6 +455,8 @@ static const op_case cases[] = {
     {"concat channels", TOL_EXACT, build_concat, {1, 3, 3, 4, 3, 5}},
     {"chain: partitions and edges b1", TOL_GEMM, build_chain, {1}},
     {"chain: partitions and edges b3", TOL_GEMM, build_chain, {3}},
+    {"residual blocks, one partition b1 C=20", TOL_GEMM, build_blocks, {1, 20}},
+    {"residual blocks, one partition b2 C=37", TOL_GEMM, build_blocks, {2, 37}},
 };
 
 /* ------------------------------------------------------------ running */
