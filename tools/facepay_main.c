@@ -316,13 +316,15 @@ static int cmd_backends(int argc, char **argv)
     if (argc != 0)
         return die(EXIT_USAGE, "backends takes no arguments");
     int n = fpay_backend_count();
-    printf("registered backends (%d; \"auto\" picks the last):\n", n);
+    printf("registered backends (%d; \"auto\": $FACEPAY_BACKEND, else the last "
+           "accelerator, else cpu):\n", n);
     for (int i = 0; i < n; i++) {
         const fpay_backend_iface *b = fpay_backend_get(i);
         char why[160] = "";
         fpay_status st = b->probe ? b->probe(why, sizeof why) : FPAY_OK;
-        printf("  %-10s %-24s probe: %-4s %s\n", b->name, b->version,
-               st == FPAY_OK ? "ok" : "FAIL", fpay_backend_origin(i));
+        printf("  %-10s %-24s probe: %-4s %s%s\n", b->name, b->version,
+               st == FPAY_OK ? "ok" : "FAIL", fpay_backend_origin(i),
+               (b->caps & FPAY_BACKEND_CAP_ACCELERATOR) ? " [accelerator]" : "");
         if (st != FPAY_OK)
             printf("             %s\n", why);
     }
