@@ -17,8 +17,10 @@ read -r -a wanted <<< "$(sed 's/#.*//' "$here/packages.txt" | tr -s '[:space:]' 
 command -v npm >/dev/null 2>&1 || wanted+=(nodejs npm)
 missing=()
 for p in "${wanted[@]}"; do
-  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+  # One line per installed architecture (arm64 libraries for the NEON
+  # cross build sit beside the amd64 ones): any installed copy counts.
+  status=$(dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null || true)
+  [[ $'\n'"$status"$'\n' == *$'\ninstall ok installed\n'* ]] || missing+=("$p")
 done
 if ((${#missing[@]})); then
   sudo=()
