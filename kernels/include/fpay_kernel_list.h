@@ -12,7 +12,9 @@
 #ifndef FPAY_KERNEL_LIST_H
 #define FPAY_KERNEL_LIST_H
 
-#if defined(__x86_64__) || defined(_M_X64)
+#if defined(FPAY_NO_SIMD)
+/* Built with -DFACEPAY_SIMD=OFF: reference kernels only (empty lists below). */
+#elif defined(__x86_64__) || defined(_M_X64)
 
 /* X(name, isa, mr, nr): C[mr x nr] register tile */
 #define FPAY_GEMM_KERNELS(X)                          \
@@ -61,7 +63,10 @@
 #define FPAY_DWCONV_KERNELS(X) FPAY_DWCONV_KERNELS_NEON(X)
 #define FPAY_MAXPOOL_KERNELS(X) FPAY_MAXPOOL_KERNELS_NEON(X)
 
-#else /* no SIMD kernels for this architecture */
+#endif
+
+#if defined(FPAY_NO_SIMD) || !(defined(__x86_64__) || defined(_M_X64) || defined(__aarch64__))
+/* no SIMD kernels for this architecture or build */
 
 #define FPAY_GEMM_KERNELS(X)
 #define FPAY_CONV_KERNELS(X)
