@@ -40,27 +40,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXPORT __attribute__((visibility("default")))
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
-
 static fpay_status dn_probe(char *why, size_t why_len)
 {
     dnnl_engine_t e = NULL;
     dnnl_status_t st = dnnl_engine_create(&e, dnnl_cpu, 0);
     if (st != dnnl_success) {
-        set_err(why, why_len, "dnnl_engine_create(cpu) failed (status %d)", (int)st);
+        fpay_backend_set_err(why, why_len, "dnnl_engine_create(cpu) failed (status %d)", (int)st);
         return FPAY_BACKEND_UNAVAILABLE;
     }
     dnnl_engine_destroy(e);
@@ -250,7 +235,7 @@ static void dn_release(void *state)
     do {                                                                            \
         dnnl_status_t ds_ = (call);                                                 \
         if (ds_ != dnnl_success) {                                                  \
-            set_err(err, err_len, "node %d: %s failed (status %d)", index, what,    \
+            fpay_backend_set_err(err, err_len, "node %d: %s failed (status %d)", index, what,    \
                     (int)ds_);                                                      \
             goto fail;                                                              \
         }                                                                           \
@@ -259,7 +244,7 @@ static void dn_release(void *state)
 #define NCHECK(cond, what)                                                          \
     do {                                                                            \
         if (!(cond)) {                                                              \
-            set_err(err, err_len, "node %d: %s failed", index, what);               \
+            fpay_backend_set_err(err, err_len, "node %d: %s failed", index, what);               \
             goto fail;                                                              \
         }                                                                           \
     } while (0)
@@ -980,7 +965,7 @@ static fpay_status build_node(dn_state *s, int index, char *err, size_t err_len)
                "prelu");
         break;
     default:
-        set_err(err, err_len, "node %d: op %d not supported", index, (int)n->op);
+        fpay_backend_set_err(err, err_len, "node %d: op %d not supported", index, (int)n->op);
         goto fail;
     }
     if (attr) {
@@ -1039,7 +1024,7 @@ static fpay_status dn_prepare(const fpay_graph *g, const bool *mine, int threads
     omp_set_num_threads(s->threads);
     if (dnnl_engine_create(&s->engine, dnnl_cpu, 0) != dnnl_success ||
         dnnl_stream_create(&s->stream, s->engine, dnnl_stream_default_flags) != dnnl_success) {
-        set_err(err, err_len, "cannot create a oneDNN CPU engine/stream");
+        fpay_backend_set_err(err, err_len, "cannot create a oneDNN CPU engine/stream");
         dn_release(s);
         return FPAY_BACKEND_UNAVAILABLE;
     }
@@ -1084,14 +1069,14 @@ static fpay_status dn_run_range(void *state, const fpay_exec_ctx *ctx, int first
 {
     dn_state *s = state;
     if (!s) {
-        set_err(err, err_len, "not prepared");
+        fpay_backend_set_err(err, err_len, "not prepared");
         return FPAY_INTERNAL;
     }
     omp_set_num_threads(s->threads);
     for (int i = first; i <= last; i++) {
         dn_node *dn = &s->nodes[i];
         if (!dn->n_steps) {
-            set_err(err, err_len, "node %d was not prepared", i);
+            fpay_backend_set_err(err, err_len, "node %d was not prepared", i);
             return FPAY_INTERNAL;
         }
         for (int k = 0; k < dn->n_steps; k++) {
@@ -1100,19 +1085,19 @@ static fpay_status dn_run_range(void *state, const fpay_exec_ctx *ctx, int first
                 if (st->bind[a] >= 0 &&
                     dnnl_memory_set_data_handle(st->args[a].memory,
                                                 ctx->buffers[st->bind[a]]) != dnnl_success) {
-                    set_err(err, err_len, "node %d: cannot bind tensor %d", i, st->bind[a]);
+                    fpay_backend_set_err(err, err_len, "node %d: cannot bind tensor %d", i, st->bind[a]);
                     return FPAY_INTERNAL;
                 }
             dnnl_status_t ds = dnnl_primitive_execute(st->prim, s->stream, st->nargs, st->args);
             if (ds != dnnl_success) {
-                set_err(err, err_len, "node %d: dnnl_primitive_execute failed (status %d)", i,
+                fpay_backend_set_err(err, err_len, "node %d: dnnl_primitive_execute failed (status %d)", i,
                         (int)ds);
                 return FPAY_INTERNAL;
             }
         }
     }
     if (dnnl_stream_wait(s->stream) != dnnl_success) {
-        set_err(err, err_len, "dnnl_stream_wait failed");
+        fpay_backend_set_err(err, err_len, "dnnl_stream_wait failed");
         return FPAY_INTERNAL;
     }
     return FPAY_OK;
@@ -1159,7 +1144,7 @@ static void dn_version_init(void)
              v->minor, v->patch, rt, isa ? isa : "?");
 }
 
-EXPORT const fpay_backend_iface *fpay_backend_entry(void);
+FPAY_BACKEND_EXPORT const fpay_backend_iface *fpay_backend_entry(void);
 const fpay_backend_iface *fpay_backend_entry(void)
 {
     pthread_once(&dn_version_once, dn_version_init);

@@ -51,24 +51,9 @@
 #include "fpay_vk_copy_spv.spv.h"
 #include "fpay_vk_dwconv2d_spv.spv.h"
 
-#define EXPORT __attribute__((visibility("default")))
-
 /* A run that does not finish in this time is reported as an error (a lost
  * or hung device), never waited on forever. */
 #define FENCE_TIMEOUT_NS (60ull * 1000 * 1000 * 1000)
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 static const char *vk_result_str(VkResult r)
 {
@@ -223,7 +208,7 @@ static fpay_status create_instance(vk_fns *f, VkInstance *inst, char *why, size_
     *inst = VK_NULL_HANDLE;
     pthread_once(&lib_once, open_libvulkan);
     if (!gipa) {
-        set_err(why, why_len, "%s", lib_error);
+        fpay_backend_set_err(why, why_len, "%s", lib_error);
         return FPAY_BACKEND_UNAVAILABLE;
     }
     PFN_vkCreateInstance create =
@@ -233,7 +218,7 @@ static fpay_status create_instance(vk_fns *f, VkInstance *inst, char *why, size_
     uint32_t loader_version = VK_API_VERSION_1_0;
     if (!create || !enum_version || enum_version(&loader_version) != VK_SUCCESS ||
         loader_version < VK_API_VERSION_1_2) {
-        set_err(why, why_len, "the Vulkan loader is older than 1.2");
+        fpay_backend_set_err(why, why_len, "the Vulkan loader is older than 1.2");
         return FPAY_BACKEND_UNAVAILABLE;
     }
     VkApplicationInfo app = {
@@ -249,7 +234,7 @@ static fpay_status create_instance(vk_fns *f, VkInstance *inst, char *why, size_
     VkResult r = create(&ci, NULL, inst);
     if (r != VK_SUCCESS) {
         *inst = VK_NULL_HANDLE;
-        set_err(why, why_len, "vkCreateInstance: %s%s", vk_result_str(r),
+        fpay_backend_set_err(why, why_len, "vkCreateInstance: %s%s", vk_result_str(r),
                 r == VK_ERROR_INCOMPATIBLE_DRIVER ? " (no Vulkan driver/ICD)" : "");
         return FPAY_BACKEND_UNAVAILABLE;
     }
@@ -263,7 +248,7 @@ static fpay_status create_instance(vk_fns *f, VkInstance *inst, char *why, size_
         if (f->vkDestroyInstance)
             f->vkDestroyInstance(*inst, NULL);
         *inst = VK_NULL_HANDLE;
-        set_err(why, why_len, "the Vulkan loader lacks a 1.2 instance function");
+        fpay_backend_set_err(why, why_len, "the Vulkan loader lacks a 1.2 instance function");
         return FPAY_BACKEND_UNAVAILABLE;
     }
     return FPAY_OK;
@@ -275,19 +260,19 @@ static fpay_status choose_device(const vk_fns *f, VkInstance inst, vk_choice *c,
     uint32_t n = 0;
     VkResult r = f->vkEnumeratePhysicalDevices(inst, &n, NULL);
     if (r != VK_SUCCESS || n == 0) {
-        set_err(why, why_len, "no Vulkan device (%s)",
+        fpay_backend_set_err(why, why_len, "no Vulkan device (%s)",
                 r == VK_SUCCESS ? "none enumerated" : vk_result_str(r));
         return FPAY_BACKEND_UNAVAILABLE;
     }
     VkPhysicalDevice *pds = calloc(n, sizeof *pds);
     if (!pds) {
-        set_err(why, why_len, "out of memory");
+        fpay_backend_set_err(why, why_len, "out of memory");
         return FPAY_OUT_OF_MEMORY;
     }
     r = f->vkEnumeratePhysicalDevices(inst, &n, pds);
     if (r != VK_SUCCESS && r != VK_INCOMPLETE) {
         free(pds);
-        set_err(why, why_len, "vkEnumeratePhysicalDevices: %s", vk_result_str(r));
+        fpay_backend_set_err(why, why_len, "vkEnumeratePhysicalDevices: %s", vk_result_str(r));
         return FPAY_BACKEND_UNAVAILABLE;
     }
     const char *want = getenv("FACEPAY_VK_DEVICE");
@@ -336,10 +321,10 @@ static fpay_status choose_device(const vk_fns *f, VkInstance inst, vk_choice *c,
     if (best < 0) {
         free(pds);
         if (want)
-            set_err(why, why_len, "FACEPAY_VK_DEVICE=%s matches no usable device of %u%s%s",
+            fpay_backend_set_err(why, why_len, "FACEPAY_VK_DEVICE=%s matches no usable device of %u%s%s",
                     want, n, *rejected ? ": " : "", rejected);
         else
-            set_err(why, why_len, "no usable Vulkan device of %u: %s", n, rejected);
+            fpay_backend_set_err(why, why_len, "no usable Vulkan device of %u: %s", n, rejected);
         return FPAY_BACKEND_UNAVAILABLE;
     }
     c->pd = pds[best];
@@ -395,7 +380,7 @@ static fpay_status vk_probe(char *why, size_t why_len)
 {
     pthread_once(&probe_once, probe_device);
     if (probe_status)
-        set_err(why, why_len, "%s", probe_why);
+        fpay_backend_set_err(why, why_len, "%s", probe_why);
     return probe_status;
 }
 
@@ -631,7 +616,7 @@ static void vk_release(void *state) { release_state(state); }
     do {                                                                      \
         VkResult vr_ = (call);                                                \
         if (vr_ != VK_SUCCESS) {                                              \
-            set_err(err, err_len, "%s: %s", what, vk_result_str(vr_));        \
+            fpay_backend_set_err(err, err_len, "%s: %s", what, vk_result_str(vr_));        \
             return vr_ == VK_ERROR_OUT_OF_HOST_MEMORY ||                      \
                            vr_ == VK_ERROR_OUT_OF_DEVICE_MEMORY               \
                        ? FPAY_OUT_OF_MEMORY                                   \
@@ -667,7 +652,7 @@ static fpay_status buf_create(vk_state *s, vk_buf *b, VkDeviceSize size,
     if (type < 0)
         type = find_memory(s, req.memoryTypeBits, need);
     if (type < 0) {
-        set_err(err, err_len, "no Vulkan memory type for a %llu-byte buffer",
+        fpay_backend_set_err(err, err_len, "no Vulkan memory type for a %llu-byte buffer",
                 (unsigned long long)size);
         return FPAY_BACKEND_UNAVAILABLE;
     }
@@ -747,7 +732,7 @@ static fpay_status create_device(vk_state *s, char *err, size_t err_len)
         /* vkDestroyDevice may be the one missing: leak rather than crash. */
         if (!s->f.vkDestroyDevice)
             s->dev = VK_NULL_HANDLE;
-        set_err(err, err_len, "the Vulkan driver lacks a 1.2 device function");
+        fpay_backend_set_err(err, err_len, "the Vulkan driver lacks a 1.2 device function");
         return FPAY_BACKEND_UNAVAILABLE;
     }
     s->f.vkGetDeviceQueue(s->dev, c.queue_family, 0, &s->queue);
@@ -997,7 +982,7 @@ static fpay_status prepare(vk_state *s, const fpay_graph *g, const bool *mine,
     s->disp = calloc(nn, sizeof *s->disp);
     s->mine = calloc(nn, sizeof *s->mine);
     if (!s->act_off || !s->wt_off || !s->stamp || !s->disp || !s->mine) {
-        set_err(err, err_len, "out of memory");
+        fpay_backend_set_err(err, err_len, "out of memory");
         return FPAY_OUT_OF_MEMORY;
     }
     bool need[PIPE_COUNT] = {false};
@@ -1005,7 +990,7 @@ static fpay_status prepare(vk_state *s, const fpay_graph *g, const bool *mine,
     for (int i = 0; i < g->n_nodes; i++) {
         s->mine[i] = mine[i] && vk_supports_node(g, i);
         if (mine[i] && !s->mine[i]) {
-            set_err(err, err_len, "node %d (op %d) was given to vulkan but is not supported",
+            fpay_backend_set_err(err, err_len, "node %d (op %d) was given to vulkan but is not supported",
                     i, (int)g->nodes[i].op);
             return FPAY_INTERNAL;
         }
@@ -1050,7 +1035,7 @@ static fpay_status prepare(vk_state *s, const fpay_graph *g, const bool *mine,
     }
 #undef SLOT_
     if (act_floats > UINT32_MAX / 2 || wt_floats > UINT32_MAX / 2) {
-        set_err(err, err_len, "tensors too large for 32-bit offsets");
+        fpay_backend_set_err(err, err_len, "tensors too large for 32-bit offsets");
         return FPAY_LIMIT_EXCEEDED;
     }
 
@@ -1120,7 +1105,7 @@ static fpay_status vk_prepare(const fpay_graph *g, const bool *mine, int threads
     *state = NULL;
     vk_state *s = calloc(1, sizeof *s);
     if (!s) {
-        set_err(err, err_len, "out of memory");
+        fpay_backend_set_err(err, err_len, "out of memory");
         return FPAY_OUT_OF_MEMORY;
     }
     fpay_status st = prepare(s, g, mine, err, err_len);
@@ -1141,12 +1126,12 @@ static fpay_status vk_run_range(void *state, const fpay_exec_ctx *ctx, int first
     const fpay_graph *g = ctx->graph;
     if (!s || !s->dev || first < 0 || last >= s->n_nodes || first > last ||
         g->n_tensors != s->n_tensors) {
-        set_err(err, err_len, "vulkan: run without a matching prepare");
+        fpay_backend_set_err(err, err_len, "vulkan: run without a matching prepare");
         return FPAY_INTERNAL;
     }
     for (int i = first; i <= last; i++)
         if (!s->mine[i]) {
-            set_err(err, err_len, "vulkan: node %d was not prepared here", i);
+            fpay_backend_set_err(err, err_len, "vulkan: node %d was not prepared here", i);
             return FPAY_INTERNAL;
         }
     float *A = s->act.map;
@@ -1167,7 +1152,7 @@ static fpay_status vk_run_range(void *state, const fpay_exec_ctx *ctx, int first
                 s->stamp[t] == id || s->stamp[t] == id + 1)
                 continue;
             if (!ctx->buffers[t]) {
-                set_err(err, err_len, "vulkan: tensor %d has no storage", t);
+                fpay_backend_set_err(err, err_len, "vulkan: tensor %d has no storage", t);
                 return FPAY_INTERNAL;
             }
             memcpy(A + s->act_off[t], ctx->buffers[t],
@@ -1211,7 +1196,7 @@ static fpay_status vk_run_range(void *state, const fpay_exec_ctx *ctx, int first
         uint32_t gy = (groups + gx - 1) / gx;
         if (gy > s->max_groups_y) {
             s->f.vkEndCommandBuffer(s->cmd);
-            set_err(err, err_len, "vulkan: node %d needs %u workgroups, over the limit", i,
+            fpay_backend_set_err(err, err_len, "vulkan: node %d needs %u workgroups, over the limit", i,
                     groups);
             return FPAY_LIMIT_EXCEEDED;
         }
@@ -1248,7 +1233,7 @@ static fpay_status vk_run_range(void *state, const fpay_exec_ctx *ctx, int first
         int t = g->nodes[i].outputs[0];
         if (s->stamp[t] == -out_id || (s->stamp[t] == id && (g->tensors[t].flags & FPAY_TENSOR_OUTPUT))) {
             if (!ctx->buffers[t]) {
-                set_err(err, err_len, "vulkan: tensor %d has no storage", t);
+                fpay_backend_set_err(err, err_len, "vulkan: tensor %d has no storage", t);
                 return FPAY_INTERNAL;
             }
             memcpy(ctx->buffers[t], A + s->act_off[t],
@@ -1281,7 +1266,7 @@ static fpay_backend_iface vk_iface = {
     .caps = 0, /* FPAY_BACKEND_CAP_ACCELERATOR added by the probe for a GPU */
 };
 
-EXPORT const fpay_backend_iface *fpay_backend_entry(void);
+FPAY_BACKEND_EXPORT const fpay_backend_iface *fpay_backend_entry(void);
 const fpay_backend_iface *fpay_backend_entry(void)
 {
     /* The version string and caps depend on the device: settle them before

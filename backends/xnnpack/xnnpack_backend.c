@@ -27,21 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXPORT __attribute__((visibility("default")))
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
-
 /* ---------------------------------------------------------- initialise */
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -53,7 +38,7 @@ static fpay_status xnn_probe(char *why, size_t why_len)
 {
     pthread_once(&init_once, init_xnnpack);
     if (init_status != xnn_status_success) {
-        set_err(why, why_len, "xnn_initialize failed (status %d%s)", (int)init_status,
+        fpay_backend_set_err(why, why_len, "xnn_initialize failed (status %d%s)", (int)init_status,
                 init_status == xnn_status_unsupported_hardware ? ": unsupported CPU" : "");
         return FPAY_BACKEND_UNAVAILABLE;
     }
@@ -253,7 +238,7 @@ typedef struct builder {
     do {                                                                           \
         enum xnn_status xs_ = (call);                                              \
         if (xs_ != xnn_status_success) {                                           \
-            set_err(b->err, b->err_len, "%s failed (status %d)", what, (int)xs_);  \
+            fpay_backend_set_err(b->err, b->err_len, "%s failed (status %d)", what, (int)xs_);  \
             return false;                                                          \
         }                                                                          \
     } while (0)
@@ -455,7 +440,7 @@ static bool define_node(builder *b, int index)
         return true;
     }
     default:
-        set_err(b->err, b->err_len, "node %d: op %d not supported", index, (int)n->op);
+        fpay_backend_set_err(b->err, b->err_len, "node %d: op %d not supported", index, (int)n->op);
         return false;
     }
 }
@@ -536,7 +521,7 @@ static fpay_status build_part(const fpay_graph *g, xnn_state *s, xnn_part *p, ch
     }
     enum xnn_status xs = xnn_create_subgraph(p->n_ext, 0, &b.sg);
     if (xs != xnn_status_success) {
-        set_err(err, err_len, "xnn_create_subgraph failed (status %d)", (int)xs);
+        fpay_backend_set_err(err, err_len, "xnn_create_subgraph failed (status %d)", (int)xs);
         goto out;
     }
     /* External values first, with their flags. */
@@ -551,7 +536,7 @@ static fpay_status build_part(const fpay_graph *g, xnn_state *s, xnn_part *p, ch
                                                         : XNN_VALUE_FLAG_EXTERNAL_OUTPUT,
                                      &id);
         if (xs != xnn_status_success) {
-            set_err(err, err_len, "external value %u: status %d", e, (int)xs);
+            fpay_backend_set_err(err, err_len, "external value %u: status %d", e, (int)xs);
             goto out;
         }
         b.value[p->ext_tensor[e]] = id;
@@ -564,7 +549,7 @@ static fpay_status build_part(const fpay_graph *g, xnn_state *s, xnn_part *p, ch
         }
     xs = xnn_create_runtime_v2(b.sg, s->pool, 0, &p->runtime);
     if (xs != xnn_status_success) {
-        set_err(err, err_len, "xnn_create_runtime_v2 failed for nodes %d..%d (status %d)",
+        fpay_backend_set_err(err, err_len, "xnn_create_runtime_v2 failed for nodes %d..%d (status %d)",
                 p->first, p->last, (int)xs);
         goto out;
     }
@@ -589,7 +574,7 @@ static fpay_status xnn_prepare(const fpay_graph *g, const bool *mine, int thread
     /* NULL pool: XNNPACK runs on the caller's thread. */
     if (threads > 1 && !(s->pool = pthreadpool_create((size_t)threads))) {
         free(s);
-        set_err(err, err_len, "pthreadpool_create(%d) failed", threads);
+        fpay_backend_set_err(err, err_len, "pthreadpool_create(%d) failed", threads);
         return FPAY_OUT_OF_MEMORY;
     }
     for (int i = 0; i < g->n_nodes; i++)
@@ -645,7 +630,7 @@ static fpay_status bind(xnn_state *s, xnn_part *p, const fpay_exec_ctx *ctx, cha
         void *ptr = ctx->buffers[t];
         size_t nbytes = g->tensors[t].nbytes;
         if (!ptr) {
-            set_err(err, err_len, "tensor %d has no buffer", t);
+            fpay_backend_set_err(err, err_len, "tensor %d has no buffer", t);
             return FPAY_INTERNAL;
         }
         if (p->ext_is_input[e] && (char *)ptr + nbytes + XNN_EXTRA_BYTES > s->arena_hi) {
@@ -669,7 +654,7 @@ static fpay_status bind(xnn_state *s, xnn_part *p, const fpay_exec_ctx *ctx, cha
     if (changed) {
         enum xnn_status xs = xnn_setup_runtime(p->runtime, p->n_ext, p->ext);
         if (xs != xnn_status_success) {
-            set_err(err, err_len, "xnn_setup_runtime failed (status %d)", (int)xs);
+            fpay_backend_set_err(err, err_len, "xnn_setup_runtime failed (status %d)", (int)xs);
             return FPAY_INTERNAL;
         }
         p->set_up = true;
@@ -682,7 +667,7 @@ static fpay_status xnn_run_range(void *state, const fpay_exec_ctx *ctx, int firs
 {
     xnn_state *s = state;
     if (!s) {
-        set_err(err, err_len, "not prepared");
+        fpay_backend_set_err(err, err_len, "not prepared");
         return FPAY_INTERNAL;
     }
     for (int i = 0; i < s->n_parts; i++) {
@@ -691,7 +676,7 @@ static fpay_status xnn_run_range(void *state, const fpay_exec_ctx *ctx, int firs
             continue;
         if (p->first != first || p->last != last) {
             /* The session runs maximal runs of our nodes: the partitions. */
-            set_err(err, err_len, "range %d..%d is not a prepared partition (%d..%d)", first,
+            fpay_backend_set_err(err, err_len, "range %d..%d is not a prepared partition (%d..%d)", first,
                     last, p->first, p->last);
             return FPAY_INTERNAL;
         }
@@ -700,12 +685,12 @@ static fpay_status xnn_run_range(void *state, const fpay_exec_ctx *ctx, int firs
             return st;
         enum xnn_status xs = xnn_invoke_runtime(p->runtime);
         if (xs != xnn_status_success) {
-            set_err(err, err_len, "xnn_invoke_runtime failed (status %d)", (int)xs);
+            fpay_backend_set_err(err, err_len, "xnn_invoke_runtime failed (status %d)", (int)xs);
             return FPAY_INTERNAL;
         }
         return FPAY_OK;
     }
-    set_err(err, err_len, "nodes %d..%d were not prepared", first, last);
+    fpay_backend_set_err(err, err_len, "nodes %d..%d were not prepared", first, last);
     return FPAY_INTERNAL;
 }
 
@@ -728,5 +713,5 @@ static const fpay_backend_iface xnn_iface = {
     .run_range = xnn_run_range,
 };
 
-EXPORT const fpay_backend_iface *fpay_backend_entry(void);
+FPAY_BACKEND_EXPORT const fpay_backend_iface *fpay_backend_entry(void);
 const fpay_backend_iface *fpay_backend_entry(void) { return &xnn_iface; }

@@ -11,7 +11,9 @@
 
 #include "facepay/facepay.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -240,6 +242,22 @@ typedef const fpay_backend_iface *(*fpay_backend_entry_fn)(void);
  * Plugins link nothing of the host; the inline helpers below are what they
  * may use of ours. */
 #define FPAY_BACKEND_ENTRY_SYMBOL "fpay_backend_entry"
+
+/* Plugins build with -fvisibility=hidden and mark the entry with this. */
+#define FPAY_BACKEND_EXPORT __attribute__((visibility("default")))
+
+/* One line into a caller's error buffer (err may be NULL). */
+static inline void fpay_backend_set_err(char *err, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline void fpay_backend_set_err(char *err, size_t len, const char *fmt, ...)
+{
+    if (!err || !len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+}
 
 static inline size_t fpay_backend_dtype_size(fpay_dtype dtype)
 {
