@@ -405,6 +405,22 @@ fpay_status fpay_pipeline_process_image(fpay_pipeline *p, const fpay_image *img,
     return process(p, img, out, 0.0);
 }
 
+/* The common end of the encoded/file/frame entry points: a failed decode
+ * leaves a blank capture (no payer); otherwise the image is processed with
+ * its decode time and freed. */
+static fpay_status process_decoded(fpay_pipeline *p, fpay_status decoded, fpay_image *img,
+                                   fpay_capture *out, double t0)
+{
+    if (decoded != FPAY_OK) {
+        memset(out, 0, sizeof *out);
+        out->payer = -1;
+        return decoded;
+    }
+    fpay_status st = process(p, img, out, fpay_face_now_ms() - t0);
+    fpay_image_free(img);
+    return st;
+}
+
 fpay_status fpay_pipeline_process_encoded(fpay_pipeline *p, const void *data, size_t size,
                                           fpay_capture *out)
 {
@@ -415,14 +431,7 @@ fpay_status fpay_pipeline_process_encoded(fpay_pipeline *p, const void *data, si
     double t0 = fpay_face_now_ms();
     fpay_image img = {0};
     fpay_status st = fpay_image_decode(data, size, &p->cfg.limits, &img, p->err, sizeof p->err);
-    if (st != FPAY_OK) {
-        memset(out, 0, sizeof *out);
-        out->payer = -1;
-        return st;
-    }
-    st = process(p, &img, out, fpay_face_now_ms() - t0);
-    fpay_image_free(&img);
-    return st;
+    return process_decoded(p, st, &img, out, t0);
 }
 
 fpay_status fpay_pipeline_process_file(fpay_pipeline *p, const char *path, fpay_capture *out)
@@ -434,14 +443,7 @@ fpay_status fpay_pipeline_process_file(fpay_pipeline *p, const char *path, fpay_
     double t0 = fpay_face_now_ms();
     fpay_image img = {0};
     fpay_status st = fpay_image_load_file(path, &p->cfg.limits, &img, p->err, sizeof p->err);
-    if (st != FPAY_OK) {
-        memset(out, 0, sizeof *out);
-        out->payer = -1;
-        return st;
-    }
-    st = process(p, &img, out, fpay_face_now_ms() - t0);
-    fpay_image_free(&img);
-    return st;
+    return process_decoded(p, st, &img, out, t0);
 }
 
 fpay_status fpay_pipeline_process_frame(fpay_pipeline *p, const fpay_frame *frame,
@@ -454,12 +456,5 @@ fpay_status fpay_pipeline_process_frame(fpay_pipeline *p, const fpay_frame *fram
     double t0 = fpay_face_now_ms();
     fpay_image img = {0};
     fpay_status st = fpay_frame_to_rgb(frame, &p->cfg.limits, &img, p->err, sizeof p->err);
-    if (st != FPAY_OK) {
-        memset(out, 0, sizeof *out);
-        out->payer = -1;
-        return st;
-    }
-    st = process(p, &img, out, fpay_face_now_ms() - t0);
-    fpay_image_free(&img);
-    return st;
+    return process_decoded(p, st, &img, out, t0);
 }
