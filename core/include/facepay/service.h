@@ -1,0 +1,240 @@
+/*
+ * service.h - pay-by-face checkout: enrollment, 1:1 verification by account
+ * number, an encrypted template store, throttling and an audit log.
+ *
+ * The rules of facepay.h hold here too, with one difference: an
+ * fpay_service is safe to call from many threads at once (the HTTP server
+ * does). It keeps `workers` face pipelines and hands each call one of them;
+ * error details therefore come back in the call's own result
+ * (fpay_service_result.message), never in the handle.
+ *
+ * A decision is not an error. fpay_service_verify returns FPAY_OK whenever
+ * it reached a decision, APPROVE or DECLINE; it returns an error status only
+ * for a bad call (NULL pointers, an invalid account number) or an internal
+ * failure, and then the result still says DECLINE: nothing but a completed,
+ * successful match ever approves.
+ */
+#ifndef FACEPAY_SERVICE_H
+#define FACEPAY_SERVICE_H
+
+#include <facepay/facepay.h>
+#include <facepay/pipeline.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------ account numbers */
+
+typedef enum fpay_id_kind {
+    FPAY_ID_PHONE = 0,        /* phone number, normalised to E.164 */
+    FPAY_ID_CN_RESIDENT = 1,  /* Chinese Resident Identity Card number: 18
+                                 characters, ISO 7064 MOD 11-2 check digit
+                                 (the ATM case) */
+} fpay_id_kind;
+
+#define FPAY_ACCOUNT_ID_MAX 32   /* normalised form, with its NUL */
+
+/* Normalises an account number as typed at a terminal into out (caller-
+ * owned, out_len >= FPAY_ACCOUNT_ID_MAX): "+<country><number>" for phones
+ * (a number without '+' or '00' takes default_country_code, e.g. "86";
+ * spaces, dashes, dots and brackets are dropped; anything else, or a length
+ * outside E.164's, is FPAY_INVALID_ARGUMENT), upper-case 18-character form
+ * for identity cards (birth date and check digit verified). err (optional,
+ * caller-owned) gets one line saying what is wrong. Never stores or logs
+ * the number. */
+FPAY_API fpay_status fpay_account_id_normalize(fpay_id_kind kind,
+                                               const char *typed,
+                                               const char *default_country_code,
+                                               char *out, size_t out_len,
+                                               char *err, size_t err_len);
+
+/* ------------------------------------------------------------- decisions */
+
+typedef enum fpay_decision {
+    FPAY_DECLINE = 0,
+    FPAY_APPROVE = 1,
+} fpay_decision;
+
+/* Why a decision was taken. Stable codes, appended only. */
+#define FPAY_REASON_LIST(X)                                                   \
+    X(NONE, 0, "approved")                                                    \
+    X(NO_MATCH, 1, "face does not match the account")                         \
+    X(LIVENESS, 2, "liveness check failed")                                   \
+    X(QUALITY, 3, "capture quality too low")                                  \
+    X(AMBIGUOUS_MULTIPLE_FACES, 4, "more than one face in the frame")         \
+    X(NO_FACE, 5, "no face found")                                            \
+    X(LOCKED, 6, "account locked after repeated failures")                    \
+    X(RE_ENROLL_REQUIRED, 7, "template made by another model: re-enroll")     \
+    X(BAD_IMAGE, 8, "image could not be decoded")                             \
+    X(INVALID_ACCOUNT, 9, "invalid account number")                           \
+    X(THROTTLED, 10, "too many failures: retry later")                        \
+    X(DUPLICATE_CAPTURE, 11, "capture already used")                          \
+    X(INTERNAL_ERROR, 12, "internal error")
+
+typedef enum fpay_reason {
+#define FPAY_REASON_ENUM_(name, code, text) FPAY_REASON_##name = code,
+    FPAY_REASON_LIST(FPAY_REASON_ENUM_)
+#undef FPAY_REASON_ENUM_
+} fpay_reason;
+
+/* Upper-case name ("NO_MATCH") and a sentence, static strings. */
+FPAY_API const char *fpay_reason_name(fpay_reason r);
+FPAY_API const char *fpay_reason_str(fpay_reason r);
+FPAY_API const char *fpay_decision_name(fpay_decision d); /* "APPROVE" */
+
+/* Per-stage wall-clock latency of one call, in milliseconds. */
+typedef struct fpay_stage_times {
+    double decode, detect, select, quality, align, liveness, embed;
+    double match;      /* store lookup, decrypt and compare */
+    double total;
+} fpay_stage_times;
+
+/* What an enroll, verify, delete or unlock call decided. The part above the
+ * line is what a terminal may be told; the rest is for the operator's log
+ * and metrics only (a terminal that learnt the score could climb it). */
+typedef struct fpay_service_result {
+    fpay_decision decision;
+    fpay_reason reason;
+    unsigned quality_reasons;    /* FPAY_QUALITY_* bits with REASON_QUALITY */
+    int retry_after_s;           /* > 0 with LOCKED or THROTTLED backoff */
+    char message[160];           /* one line for a person; never the score,
+                                    never the account number */
+    /* ---- operator only ---- */
+    float score;                 /* cosine similarity; -2 when not compared */
+    float threshold;             /* the threshold it was compared with */
+    double fmr;                  /* false-match rate that threshold was
+                                    calibrated for */
+    int captures_used;           /* enroll: captures that made the template */
+    char account_hash_prefix[17];/* first 16 hex digits of the keyed hash */
+    fpay_stage_times times;
+} fpay_service_result;
+
+/* --------------------------------------------------------------- service */
+
+typedef struct fpay_service fpay_service;
+
+/* Default threshold, calibrated on LFW's development view (docs/service.md
+ * says for which false-match rate and from how many impostor pairs). */
+#define FPAY_DEFAULT_THRESHOLD_FMR 1e-4
+
+typedef struct fpay_service_config {
+    size_t struct_size;          /* sizeof(fpay_service_config) */
+    const char *db_path;         /* SQLite file; created when missing */
+    const char *key_file;        /* 32-byte master key (hex, 64 digits); the
+                                    file must not be group- or world-
+                                    readable. NULL: the environment variable
+                                    FACEPAY_MASTER_KEY (64 hex digits) */
+    fpay_pipeline_config pipeline;  /* payment-time capture settings; enroll
+                                    uses a stricter copy of it */
+    const char *default_country_code;  /* for phones without '+'; NULL = none
+                                    (such numbers are refused) */
+    float threshold;             /* 0 = the calibrated value stored in the
+                                    database, else the built-in default */
+    int workers;                 /* face pipelines for concurrent calls: 0 = 1 */
+    int enroll_max_captures;     /* 5 */
+    /* Throttling (NIST SP 800-63B-4 style), counters kept in the store. */
+    int backoff_after;           /* consecutive failures before backoff: 5 */
+    int backoff_base_s;          /* first backoff, doubling after: 30 */
+    int lock_after;              /* consecutive failures to a hard lock: 50 */
+    int terminal_max_failures;   /* failed verifies per terminal per window
+                                    before THROTTLED: 30 */
+    int terminal_window_s;       /* 300 */
+} fpay_service_config;
+
+/* Fills cfg with the defaults above and the FPAY_CAMERA_DEFAULT pipeline. */
+FPAY_API void fpay_service_config_init(fpay_service_config *cfg);
+
+/* Opens (creating or migrating) the store, reads the key and loads the
+ * models. cfg is copied. On failure *out is NULL and err says why. */
+FPAY_API fpay_status fpay_service_open(const fpay_service_config *cfg,
+                                       fpay_service **out, char *err,
+                                       size_t err_len);
+FPAY_API void fpay_service_close(fpay_service *svc);
+
+/* One capture: either an encoded JPEG/PNG (data, size) or a raw camera
+ * frame (frame != NULL). Borrowed. */
+typedef struct fpay_capture_source {
+    const void *data;
+    size_t size;
+    const fpay_frame *frame;
+} fpay_capture_source;
+
+/* Who asks and for which account. Borrowed. */
+typedef struct fpay_request {
+    const char *terminal_id;     /* recorded in the audit log; NULL = "local" */
+    fpay_id_kind id_kind;
+    const char *account;         /* as typed; normalised here */
+} fpay_request;
+
+/* Enrolls (or replaces) the account's template from 1..enroll_max_captures
+ * captures under the stricter enrollment gates; the template is the
+ * normalised mean of their embeddings. */
+FPAY_API fpay_status fpay_service_enroll(fpay_service *svc,
+                                         const fpay_request *req,
+                                         const fpay_capture_source *captures,
+                                         int n, fpay_service_result *out);
+
+/* 1:1 verification. An unknown account is compared against a decoy
+ * template, so it answers exactly like a known one with the wrong face. */
+FPAY_API fpay_status fpay_service_verify(fpay_service *svc,
+                                         const fpay_request *req,
+                                         const fpay_capture_source *capture,
+                                         fpay_service_result *out);
+
+/* n verifications whose embeddings run as one batch (worth it on a GPU
+ * backend). outs[i] answers reqs[i]; the status is that of the call, each
+ * result carries its own decision. */
+FPAY_API fpay_status fpay_service_verify_batch(fpay_service *svc, int n,
+                                               const fpay_request *reqs,
+                                               const fpay_capture_source *caps,
+                                               fpay_service_result *outs);
+
+/* Erasure: removes the template and counters. Deleting an unknown account
+ * is not an error (APPROVE with reason NONE means "done"). */
+FPAY_API fpay_status fpay_service_delete(fpay_service *svc,
+                                         const fpay_request *req,
+                                         fpay_service_result *out);
+/* Clears the failure counters and a hard lock. */
+FPAY_API fpay_status fpay_service_unlock(fpay_service *svc,
+                                         const fpay_request *req,
+                                         fpay_service_result *out);
+
+/* The threshold in use and the false-match rate it stands for. */
+FPAY_API void fpay_service_threshold(const fpay_service *svc,
+                                     float *threshold, double *fmr);
+
+/* Per-terminal API keys for the HTTP server, stored as keyed hashes.
+ * terminal_add writes a new random key (printable, NUL-terminated) into
+ * key_out (key_len >= 48); terminal_check compares in constant time and
+ * returns FPAY_OK or FPAY_NOT_FOUND. */
+FPAY_API fpay_status fpay_service_terminal_add(fpay_service *svc,
+                                               const char *terminal_id,
+                                               char *key_out, size_t key_len);
+FPAY_API fpay_status fpay_service_terminal_check(fpay_service *svc,
+                                                 const char *terminal_id,
+                                                 const char *key);
+
+/* ------------------------------------------------- keys, audit, calibrate */
+
+/* Writes a new random master key to path with mode 0600; refuses to
+ * overwrite an existing file. */
+FPAY_API fpay_status fpay_keygen(const char *path, char *err, size_t err_len);
+
+/* Re-encrypts every template and re-keys every account hash under the key
+ * in new_key_file, in one transaction; no re-enrollment needed. */
+FPAY_API fpay_status fpay_service_rotate_key(fpay_service *svc,
+                                             const char *new_key_file,
+                                             char *err, size_t err_len);
+
+/* Walks the hash-chained audit log. *entries gets the number of records,
+ * *first_bad the 1-based index of the first record whose chain does not
+ * verify (0 when the whole chain holds; then FPAY_OK). */
+FPAY_API fpay_status fpay_service_audit_verify(fpay_service *svc,
+                                               long *entries, long *first_bad,
+                                               char *err, size_t err_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FACEPAY_SERVICE_H */
