@@ -12,6 +12,7 @@
  * The optimised graph must also equal the unoptimised one bit for bit: every
  * optimizer rewrite is exact on the reference kernels.
  */
+#include "golden_case.h"
 #include "test_util.h"
 
 #include "facepay/facepay.h"
@@ -29,19 +30,6 @@ typedef struct run_result {
     float *out[4];
     size_t count[4];
 } run_result;
-
-static cJSON *load_case(const char *name)
-{
-    char rel[256];
-    snprintf(rel, sizeof rel, "golden/%s.json", name);
-    size_t size = 0;
-    uint8_t *text = fpay_test_read_file(fpay_test_data_path(rel), &size);
-    cr_assert_not_null(text, "cannot read %s", rel);
-    cJSON *j = cJSON_ParseWithLength((const char *)text, size);
-    free(text);
-    cr_assert_not_null(j, "%s is not JSON", rel);
-    return j;
-}
 
 static void run_case(cJSON *j, unsigned flags, run_result *r)
 {
@@ -61,24 +49,7 @@ static void run_case(cJSON *j, unsigned flags, run_result *r)
     fpay_session *s = NULL;
     cr_assert_eq(fpay_session_create(m, &o, &s, err, sizeof err), FPAY_OK, "%s", err);
 
-    cJSON *inputs = cJSON_GetObjectItem(j, "inputs");
-    int k = 0;
-    for (cJSON *in = inputs->child; in; in = in->next, k++) {
-        int64_t dims[FPAY_MAX_RANK];
-        int rank = 0;
-        for (cJSON *d = cJSON_GetObjectItem(in, "shape")->child; d; d = d->next)
-            dims[rank++] = (int64_t)d->valuedouble;
-        cr_assert_eq(fpay_session_set_input_shape(s, k, rank, dims), FPAY_OK, "%s",
-                     fpay_session_errmsg(s));
-        char rel[256];
-        snprintf(rel, sizeof rel, "golden/%s", cJSON_GetObjectItem(in, "file")->valuestring);
-        size_t count = 0;
-        float *data = fpay_test_read_f32(fpay_test_data_path(rel), &count);
-        cr_assert_not_null(data);
-        cr_assert_eq(fpay_session_set_input(s, k, data, count), FPAY_OK, "%s",
-                     fpay_session_errmsg(s));
-        free(data);
-    }
+    fpay_golden_feed(s, j);
     cr_assert_eq(fpay_session_run(s), FPAY_OK, "%s", fpay_session_errmsg(s));
     r->n_outputs = fpay_session_output_count(s);
     cr_assert_leq(r->n_outputs, 4);
@@ -100,7 +71,7 @@ static void free_result(run_result *r)
 
 static void check_case(const char *name, int embed_dim)
 {
-    cJSON *j = load_case(name);
+    cJSON *j = fpay_golden_load(name);
     run_result opt = {0}, raw = {0};
     run_case(j, FPAY_LOAD_DEFAULT, &opt);
     run_case(j, FPAY_LOAD_NO_OPTIMIZE, &raw);
@@ -109,11 +80,8 @@ static void check_case(const char *name, int embed_dim)
     cr_assert_eq(cJSON_GetArraySize(outputs), opt.n_outputs);
     int k = 0;
     for (cJSON *o = outputs->child; o; o = o->next, k++) {
-        char rel[256];
-        snprintf(rel, sizeof rel, "golden/%s", cJSON_GetObjectItem(o, "file")->valuestring);
         size_t count = 0;
-        float *want = fpay_test_read_f32(fpay_test_data_path(rel), &count);
-        cr_assert_not_null(want);
+        float *want = fpay_golden_expected(o, &count);
         cr_assert_eq(count, opt.count[k], "%s output %d: %zu values, oracle has %zu", name,
                      k, opt.count[k], count);
         double max_abs = cJSON_GetObjectItem(o, "max_abs")->valuedouble;

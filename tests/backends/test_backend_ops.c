@@ -29,6 +29,7 @@
  *   - 1e-5 for exp-based ops (exp, softmax) and L2 normalisation: libraries
  *     use their own exp polynomial (1-2 ulp) and rsqrt refinements.
  */
+#include "golden_case.h"
 #include "test_util.h"
 
 #include "graph.h"
@@ -570,24 +571,11 @@ Test(backend_ops, every_backend_every_op_2_threads) { check_ops(2); }
 
 /* ------------------------------------------------------------ models */
 
-static cJSON *load_case(const char *name)
-{
-    char rel[256];
-    snprintf(rel, sizeof rel, "golden/%s.json", name);
-    size_t size = 0;
-    uint8_t *text = fpay_test_read_file(fpay_test_data_path(rel), &size);
-    cr_assert_not_null(text, "cannot read %s", rel);
-    cJSON *j = cJSON_ParseWithLength((const char *)text, size);
-    free(text);
-    cr_assert_not_null(j, "%s is not JSON", rel);
-    return j;
-}
-
 /* Tolerances as tests/test_golden.c: max |err| <= 1e-4 x max_abs per output,
  * and cosine >= 0.99999 per embedding row (MobileFaceNet). */
 static void check_model(const char *case_name, int embed_dim, int threads)
 {
-    cJSON *j = load_case(case_name);
+    cJSON *j = fpay_golden_load(case_name);
     const char *model = cJSON_GetObjectItem(j, "model")->valuestring;
     char err[256];
     fpay_model *m = NULL;
@@ -601,34 +589,15 @@ static void check_model(const char *case_name, int embed_dim, int threads)
         o.threads = threads;
         fpay_session *s = NULL;
         cr_assert_eq(fpay_session_create(m, &o, &s, err, sizeof err), FPAY_OK, "%s", err);
-        int k = 0;
-        for (cJSON *in = cJSON_GetObjectItem(j, "inputs")->child; in; in = in->next, k++) {
-            int64_t dims[FPAY_MAX_RANK];
-            int rank = 0;
-            for (cJSON *d = cJSON_GetObjectItem(in, "shape")->child; d; d = d->next)
-                dims[rank++] = (int64_t)d->valuedouble;
-            cr_assert_eq(fpay_session_set_input_shape(s, k, rank, dims), FPAY_OK, "%s",
-                         fpay_session_errmsg(s));
-            char rel[256];
-            snprintf(rel, sizeof rel, "golden/%s", cJSON_GetObjectItem(in, "file")->valuestring);
-            size_t count = 0;
-            float *data = fpay_test_read_f32(fpay_test_data_path(rel), &count);
-            cr_assert_not_null(data);
-            cr_assert_eq(fpay_session_set_input(s, k, data, count), FPAY_OK, "%s",
-                         fpay_session_errmsg(s));
-            free(data);
-        }
+        fpay_golden_feed(s, j);
         cr_assert_eq(fpay_session_run(s), FPAY_OK, "%s: %s", backend, fpay_session_errmsg(s));
         int nodes = 0, mine = 0;
         for (; fpay_session_node_backend(s, nodes); nodes++)
             mine += strcmp(fpay_session_node_backend(s, nodes), backend) == 0;
-        k = 0;
+        int k = 0;
         for (cJSON *oj = cJSON_GetObjectItem(j, "outputs")->child; oj; oj = oj->next, k++) {
-            char rel[256];
-            snprintf(rel, sizeof rel, "golden/%s", cJSON_GetObjectItem(oj, "file")->valuestring);
             size_t count = 0;
-            float *want = fpay_test_read_f32(fpay_test_data_path(rel), &count);
-            cr_assert_not_null(want);
+            float *want = fpay_golden_expected(oj, &count);
             const float *got;
             size_t n;
             cr_assert_eq(fpay_session_output(s, k, &got, &n), FPAY_OK);
