@@ -10,6 +10,9 @@
  * batch, steadier on a shared machine), each batch at least 2 ms of
  * repeated calls (warm caches: the weights of one layer fit in L2, as they
  * do when the layer runs inside the model).
+ *
+ * The image kernels (resize, warp, normalise) follow in their own table in
+ * Mpixel/s, each ISA next to the reference measured in the same run.
  */
 #include "bench.h"
 
@@ -105,6 +108,145 @@ static void call_pool(const void *k, const void *a)
     uk->fn(a, 0, fpay_pool_tasks(a));
 }
 
+/* ------------------------------------------------------------ images */
+
+/* One variant of an image op: the reference (kernel NULL) or a table entry. */
+typedef struct img_variant {
+    const char *name;
+    fpay_isa isa;
+    const void *kernel;
+} img_variant;
+
+static void call_resize(const void *k, const void *a)
+{
+    const fpay_resize_args *g = a;
+    if (k)
+        ((const fpay_resize_ukernel *)k)->fn(g, 0, fpay_resize_tasks(g));
+    else
+        fpay_ref_u8_resize_bilinear(g->in, g->in_w, g->in_h, g->in_stride, g->out, g->out_w,
+                                    g->out_h, g->out_stride, 0, g->out_h);
+}
+static void call_warp(const void *k, const void *a)
+{
+    const fpay_warp_args *g = a;
+    if (k)
+        ((const fpay_warp_ukernel *)k)->fn(g, 0, fpay_warp_tasks(g));
+    else
+        fpay_ref_u8_warp_affine(g->in, g->in_w, g->in_h, g->in_stride, g->m, g->out, g->out_w,
+                                g->out_h, g->out_stride, 0, g->out_h);
+}
+static void call_normalize(const void *k, const void *a)
+{
+    const fpay_normalize_args *g = a;
+    if (k)
+        ((const fpay_normalize_ukernel *)k)->fn(g, 0, g->count);
+    else
+        fpay_ref_u8_f32_normalize(g->in, g->sub, g->div, g->out, 0, g->count);
+}
+
+/* Times every variant on one shape, interleaved: 3 rounds of ref, ISA 1,
+ * ISA 2, ... so that a slow spell of a shared machine hits all of them;
+ * each variant keeps its best round (of medians and of minima). Prints
+ * Mpixel/s (output pixels) and the speed-up over the reference. */
+static void image_rows(const char *op, const char *shape, double pixels, call_fn call,
+                       const void *args, const img_variant *v, int nv)
+{
+    double med[8], mn[8];
+    for (int i = 0; i < nv; i++)
+        med[i] = mn[i] = 1e30;
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < nv; i++) {
+            double s = time_call(call, v[i].kernel, args);
+            if (s < med[i])
+                med[i] = s;
+            if (last_min_s < mn[i])
+                mn[i] = last_min_s;
+        }
+    for (int i = 0; i < nv; i++)
+        printf("%-38s %-10s %-30s %9.1f %9.1f %7.2fx %9.1f %7.2fx\n", v[i].name, op, shape,
+               med[i] * 1e6, pixels / med[i] / 1e6, med[0] / med[i], mn[i] * 1e6,
+               mn[0] / mn[i]);
+}
+
+/* Variants of one family: the reference, then every kernel this CPU runs. */
+#define IMG_VARIANTS_(table, count, refname, out, nout)                    \
+    do {                                                                   \
+        nout = 0;                                                          \
+        out[nout++] = (img_variant){refname, FPAY_ISA_REF, NULL};          \
+        for (int i_ = 0; i_ < (count) && nout < 8; i_++)                   \
+            if (fpay_isa_supported((table)[i_].isa))                       \
+                out[nout++] = (img_variant){(table)[i_].name, (table)[i_].isa, \
+                                            &(table)[i_]};                 \
+    } while (0)
+
+static uint8_t *bytes_filled(size_t n)
+{
+    uint8_t *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "facepay-bench: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)((i * 2654435761u) >> 13);
+    return p;
+}
+
+/* The pipeline's image operations (fpay_kernels.h), every ISA against the
+ * reference in the same run: bit-exact, so only speed differs. */
+static void bench_images(void)
+{
+    printf("\n# image kernels | 1 thread | Mpx/s = output pixels per second; x ref = "
+           "speed-up over the reference in this run (3 interleaved rounds, best kept)\n");
+    printf("%-38s %-10s %-30s %9s %9s %8s %9s %8s\n", "kernel", "op", "shape", "us", "Mpx/s",
+           "x ref", "min_us", "x ref");
+    img_variant v[8];
+    int nv;
+    /* Resize: a pyramid level (640x480 at 12/20), O-Net and R-Net crops of
+     * a box, the liveness crop (upscaled). */
+    static const int rs[][4] = {{640, 480, 384, 288}, {250, 250, 48, 48}, {90, 90, 24, 24},
+                                {150, 150, 256, 256}};
+    IMG_VARIANTS_(fpay_resize_ukernels, fpay_resize_ukernel_count, "fpay_ref_u8_resize_bilinear",
+                  v, nv);
+    for (size_t i = 0; i < sizeof rs / sizeof rs[0]; i++) {
+        const int iw = rs[i][0], ih = rs[i][1], ow = rs[i][2], oh = rs[i][3];
+        uint8_t *in = bytes_filled((size_t)iw * ih * 3), *out = bytes_filled((size_t)ow * oh * 3);
+        void *mem = filled(fpay_resize_xtab_bytes(ow) / sizeof(float) + 1);
+        fpay_resize_xtab xt;
+        fpay_resize_xtab_fill(iw, ow, mem, &xt);
+        fpay_resize_args g = {in, iw, ih, (size_t)iw * 3, out, ow, oh, (size_t)ow * 3, &xt};
+        char shape[64];
+        snprintf(shape, sizeof shape, "%dx%d -> %dx%d", iw, ih, ow, oh);
+        image_rows("resize", shape, (double)ow * oh, call_resize, &g, v, nv);
+        free(in), free(out), free(mem);
+    }
+    /* Warp: a 640x480 photo onto the 112x112 template (10 degrees, 1/0.6). */
+    IMG_VARIANTS_(fpay_warp_ukernels, fpay_warp_ukernel_count, "fpay_ref_u8_warp_affine", v, nv);
+    {
+        uint8_t *in = bytes_filled(640 * 480 * 3), *out = bytes_filled(112 * 112 * 3);
+        const double c = 1.6 * 0.9848, s = 1.6 * 0.1736;
+        fpay_warp_args g = {in, 640, 480, 640 * 3, {c, -s, 250, s, c, 180}, out, 112, 112,
+                            112 * 3};
+        image_rows("warp", "640x480 -> 112x112 (rot 10)", 112.0 * 112, call_warp, &g, v, nv);
+        free(in), free(out);
+    }
+    /* Normalise: MobileFaceNet's 112x112 (p - 127.5) / 128, FaceAntiSpoofing's
+     * 256x256 p / 255. */
+    IMG_VARIANTS_(fpay_normalize_ukernels, fpay_normalize_ukernel_count,
+                  "fpay_ref_u8_f32_normalize", v, nv);
+    static const int ns[][2] = {{112, 128}, {256, 255}};
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+        const size_t n = (size_t)ns[i][0] * ns[i][0] * 3;
+        uint8_t *in = bytes_filled(n);
+        float *out = filled(n);
+        fpay_normalize_args g = {in, out, n, ns[i][1] == 128 ? 127.5f : 0.0f, (float)ns[i][1]};
+        char shape[64];
+        snprintf(shape, sizeof shape, "%dx%dx3 %s", ns[i][0], ns[i][0],
+                 ns[i][1] == 128 ? "(p-127.5)/128" : "p/255");
+        image_rows("normalize", shape, (double)n / 3, call_normalize, &g, v, nv);
+        free(in), free(out);
+    }
+}
+
 int fpay_bench_kernels(void)
 {
     printf("# facepay-bench kernels | 1 thread | peak: AVX2 %.0f, AVX-512 %.0f GFLOP/s\n",
@@ -186,5 +328,6 @@ int fpay_bench_kernels(void)
             time_call(call_pool, uk, &g));
         free(x), free(y);
     }
+    bench_images();
     return 0;
 }

@@ -19,6 +19,15 @@ FPAY_GEMM_KERNELS(FPAY_PROTO_GEMM_)
 FPAY_CONV_KERNELS(FPAY_PROTO_CONV_)
 FPAY_DWCONV_KERNELS(FPAY_PROTO_DW_)
 FPAY_MAXPOOL_KERNELS(FPAY_PROTO_POOL_)
+#define FPAY_PROTO_RESIZE_(name, isa, tile) \
+    void name(const fpay_resize_args *a, size_t begin, size_t end);
+#define FPAY_PROTO_WARP_(name, isa, tile) \
+    void name(const fpay_warp_args *a, size_t begin, size_t end);
+#define FPAY_PROTO_NORM_(name, isa, tile) \
+    void name(const fpay_normalize_args *a, size_t begin, size_t end);
+FPAY_RESIZE_KERNELS(FPAY_PROTO_RESIZE_)
+FPAY_WARP_KERNELS(FPAY_PROTO_WARP_)
+FPAY_NORMALIZE_KERNELS(FPAY_PROTO_NORM_)
 
 /* Tables. A trailing sentinel keeps each array non-empty when a list is. */
 #define FPAY_ROW_GEMM_(name, isa, mr, nr) {#name, FPAY_ISA_##isa, name, mr, nr},
@@ -42,6 +51,36 @@ const fpay_pool_ukernel fpay_maxpool_ukernels[] = {
     FPAY_MAXPOOL_KERNELS(FPAY_ROW_POOL_){NULL, FPAY_ISA_REF, NULL}};
 const int fpay_maxpool_ukernel_count =
     (int)(sizeof fpay_maxpool_ukernels / sizeof fpay_maxpool_ukernels[0]) - 1;
+
+#define FPAY_ROW_TILE_(name, isa, tile) {#name, FPAY_ISA_##isa, name, tile},
+const fpay_resize_ukernel fpay_resize_ukernels[] = {
+    FPAY_RESIZE_KERNELS(FPAY_ROW_TILE_){NULL, FPAY_ISA_REF, NULL, 0}};
+const int fpay_resize_ukernel_count =
+    (int)(sizeof fpay_resize_ukernels / sizeof fpay_resize_ukernels[0]) - 1;
+const fpay_warp_ukernel fpay_warp_ukernels[] = {
+    FPAY_WARP_KERNELS(FPAY_ROW_TILE_){NULL, FPAY_ISA_REF, NULL, 0}};
+const int fpay_warp_ukernel_count =
+    (int)(sizeof fpay_warp_ukernels / sizeof fpay_warp_ukernels[0]) - 1;
+const fpay_normalize_ukernel fpay_normalize_ukernels[] = {
+    FPAY_NORMALIZE_KERNELS(FPAY_ROW_TILE_){NULL, FPAY_ISA_REF, NULL, 0}};
+const int fpay_normalize_ukernel_count =
+    (int)(sizeof fpay_normalize_ukernels / sizeof fpay_normalize_ukernels[0]) - 1;
+
+#define FPAY_SELECT_BY_ISA_(fam)                                         \
+    const fpay_##fam##_ukernel *fpay_##fam##_select(fpay_isa isa)       \
+    {                                                                    \
+        for (int i = 0; i < fpay_##fam##_ukernel_count; i++)            \
+            if (fpay_##fam##_ukernels[i].isa == isa)                     \
+                return &fpay_##fam##_ukernels[i];                        \
+        return NULL;                                                     \
+    }
+FPAY_SELECT_BY_ISA_(resize)
+FPAY_SELECT_BY_ISA_(warp)
+FPAY_SELECT_BY_ISA_(normalize)
+
+size_t fpay_resize_tasks(const fpay_resize_args *a) { return (size_t)a->out_h; }
+size_t fpay_warp_tasks(const fpay_warp_args *a) { return (size_t)a->out_h; }
+size_t fpay_normalize_tasks(const fpay_normalize_args *a) { return a->count; }
 
 const fpay_gemm_ukernel *fpay_gemm_select(fpay_isa isa)
 {

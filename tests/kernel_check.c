@@ -429,3 +429,178 @@ int kc_check_maxpool(const fpay_pool_ukernel *uk, int table_index, bool signed_z
     }
     return cases;
 }
+
+/* -------------------------------------------------------------- images */
+
+/* Random bytes: uniform, only 0 / 255, or all 255 (the clamp). */
+static uint8_t *rand_bytes(fpay_test_rng *r, size_t n, int kind)
+{
+    uint8_t *p = xmalloc(n);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t b = fpay_test_rng_next(r);
+        p[i] = kind == 0 ? (uint8_t)(b >> 24) : kind == 1 ? ((b >> 30) & 1 ? 255 : 0) : 255;
+    }
+    return p;
+}
+
+/* Bytes of an image of h rows `stride` apart: the last row ends the buffer,
+ * so a read past it is a read past the allocation. */
+static size_t img_bytes(int w, int h, size_t stride)
+{
+    return (size_t)(h - 1) * stride + (size_t)w * 3;
+}
+
+static void resize_case(const fpay_resize_ukernel *uk, fpay_test_rng *r, int iw, int ih, int ow,
+                        int oh, int variant, kc_result *res)
+{
+    const size_t is = (size_t)iw * 3 + (size_t)rint_in(r, 0, 5);
+    const size_t os = (size_t)ow * 3 + (size_t)rint_in(r, 0, 5);
+    uint8_t *in = rand_bytes(r, img_bytes(iw, ih, is), variant % 3);
+    const size_t on = (size_t)oh * os;
+    uint8_t *got = xmalloc(on), *want = xmalloc(on);
+    memset(got, 0xA5, on); /* stride padding must stay untouched */
+    memset(want, 0xA5, on);
+    void *mem = kc_aligned_floats(fpay_resize_xtab_bytes(ow) / sizeof(float) + 1);
+    fpay_resize_xtab xt;
+    fpay_resize_xtab_fill(iw, ow, mem, &xt);
+    fpay_resize_args g = {in, iw, ih, is, got, ow, oh, os, &xt};
+    const size_t tasks = fpay_resize_tasks(&g);
+    uk->fn(&g, 0, tasks / 2);
+    uk->fn(&g, tasks / 2, tasks);
+    fpay_ref_u8_resize_bilinear(in, iw, ih, is, want, ow, oh, os, 0, oh);
+    for (size_t i = 0; i < on; i++)
+        if (got[i] != want[i]) {
+            kc_fail(res, "%s: %dx%d -> %dx%d (strides %zu, %zu): byte %zu (row %zu) is %u, "
+                    "reference %u", uk->name, iw, ih, ow, oh, is, os, i, i / os, got[i], want[i]);
+            break;
+        }
+    free(in), free(got), free(want), free(mem);
+}
+
+int kc_check_resize(const fpay_resize_ukernel *uk, int table_index, kc_result *res)
+{
+    kc_begin(res);
+    fpay_test_rng r;
+    fpay_test_rng_seed(&r, 5000 + (uint64_t)table_index);
+    const int fixed[][4] = {{1, 1, 1, 1},     {1, 1, 5, 7},    {7, 1, 3, 9},
+                            {2, 2, 1, 1},     {640, 480, 227, 170}, {200, 180, 48, 48},
+                            {30, 17, 24, 24}, {97, 131, 256, 256}};
+    int cases = 0;
+    for (size_t f = 0; f < sizeof fixed / sizeof fixed[0]; f++, cases++)
+        resize_case(uk, &r, fixed[f][0], fixed[f][1], fixed[f][2], fixed[f][3], (int)f, res);
+    for (int v = 0; v < 200; v++, cases++) {
+        const int iw = rint_in(&r, 1, 40), ih = rint_in(&r, 1, 40);
+        const int ow = rint_in(&r, 1, 60), oh = rint_in(&r, 1, 60);
+        resize_case(uk, &r, iw, ih, ow, oh, v, res);
+    }
+    return cases;
+}
+
+static void warp_case(const fpay_warp_ukernel *uk, fpay_test_rng *r, int iw, int ih, int ow,
+                      int oh, const double m[6], int variant, kc_result *res)
+{
+    const size_t is = (size_t)iw * 3 + (size_t)rint_in(r, 0, 5);
+    const size_t os = (size_t)ow * 3 + (size_t)rint_in(r, 0, 5);
+    uint8_t *in = rand_bytes(r, img_bytes(iw, ih, is), variant % 3);
+    const size_t on = (size_t)oh * os;
+    uint8_t *got = xmalloc(on), *want = xmalloc(on);
+    memset(got, 0xA5, on);
+    memset(want, 0xA5, on);
+    fpay_warp_args g = {in, iw, ih, is, {m[0], m[1], m[2], m[3], m[4], m[5]}, got, ow, oh, os};
+    const size_t tasks = fpay_warp_tasks(&g);
+    uk->fn(&g, 0, tasks / 3);
+    uk->fn(&g, tasks / 3, tasks);
+    fpay_ref_u8_warp_affine(in, iw, ih, is, m, want, ow, oh, os, 0, oh);
+    for (size_t i = 0; i < on; i++)
+        if (got[i] != want[i]) {
+            kc_fail(res, "%s: %dx%d -> %dx%d m=[%g %g %g; %g %g %g]: byte %zu (row %zu) is %u, "
+                    "reference %u", uk->name, iw, ih, ow, oh, m[0], m[1], m[2], m[3], m[4], m[5],
+                    i, i / os, got[i], want[i]);
+            break;
+        }
+    free(in), free(got), free(want);
+}
+
+int kc_check_warp(const fpay_warp_ukernel *uk, int table_index, kc_result *res)
+{
+    kc_begin(res);
+    fpay_test_rng r;
+    fpay_test_rng_seed(&r, 6000 + (uint64_t)table_index);
+    const double c10 = cos(0.17), s10 = sin(0.17);
+    const struct {
+        int iw, ih, ow, oh;
+        double m[6];
+    } fixed[] = {
+        {9, 7, 9, 7, {1, 0, 0, 0, 1, 0}},                   /* identity: zero weights */
+        {9, 7, 11, 5, {1, 0, -3, 0, 1, 2}},                 /* integer shift, off the edges */
+        {9, 7, 9, 7, {1, 0, 0.5, 0, 1, -0.5}},              /* half-pixel shift */
+        {13, 11, 13, 11, {-1, 0, 12, 0, 1, 0}},             /* reflection */
+        {10, 10, 10, 10, {0, -1, 9, 1, 0, 0}},              /* 90 degrees */
+        {1, 1, 5, 5, {0.3, 0.1, -1, -0.1, 0.3, -1}},        /* 1x1 source */
+        {40, 30, 1, 1, {1, 0, 20.25, 0, 1, 14.75}},         /* 1x1 output */
+        {8, 8, 9, 9, {NAN, 0, 0, 0, 1, 0}},                 /* NaN: black */
+        {8, 8, 9, 9, {1e300, 0, 0, 0, 1, 1e300}},           /* huge: black */
+        {250, 250, 112, 112, {1.7 * c10, -1.7 * s10, 60, 1.7 * s10, 1.7 * c10, 40}}, /* align */
+    };
+    int cases = 0;
+    for (size_t f = 0; f < sizeof fixed / sizeof fixed[0]; f++, cases++)
+        warp_case(uk, &r, fixed[f].iw, fixed[f].ih, fixed[f].ow, fixed[f].oh, fixed[f].m, (int)f,
+                  res);
+    for (int v = 0; v < 200; v++, cases++) {
+        const int iw = rint_in(&r, 1, 50), ih = rint_in(&r, 1, 50);
+        const int ow = rint_in(&r, 1, 40), oh = rint_in(&r, 1, 40);
+        const double ang = fpay_test_rng_uniform(&r, 0, 6.2831853f);
+        const double sc = exp(fpay_test_rng_uniform(&r, -1.3863f, 1.3863f)); /* 1/4..4 */
+        const double flip = v % 5 == 0 ? -1.0 : 1.0;
+        double m[6] = {sc * cos(ang) * flip, -sc * sin(ang), 0, sc * sin(ang) * flip,
+                       sc * cos(ang), 0};
+        /* The output centre lands near the source centre, off by up to a
+         * third of the source: some maps stay inside, some leave it. */
+        const double cx = iw / 2.0 + fpay_test_rng_uniform(&r, -1, 1) * iw / 3.0;
+        const double cy = ih / 2.0 + fpay_test_rng_uniform(&r, -1, 1) * ih / 3.0;
+        m[2] = cx - (m[0] * ow / 2.0 + m[1] * oh / 2.0);
+        m[5] = cy - (m[3] * ow / 2.0 + m[4] * oh / 2.0);
+        if (v % 7 == 0) { /* integer translation: many zero weights */
+            m[2] = floor(m[2]);
+            m[5] = floor(m[5]);
+        }
+        warp_case(uk, &r, iw, ih, ow, oh, m, v, res);
+    }
+    return cases;
+}
+
+int kc_check_normalize(const fpay_normalize_ukernel *uk, int table_index, kc_result *res)
+{
+    kc_begin(res);
+    fpay_test_rng r;
+    fpay_test_rng_seed(&r, 7000 + (uint64_t)table_index);
+    const float params[][2] = {{127.5f, 128.0f}, {0.0f, 255.0f}, {0.5f, 3.0f},
+                               {-1.0f, 0.1f},    {10.0f, 1.0f},  {0.0f, 1.0f / 1024.0f},
+                               {3.25f, 0.75f}};
+    const int np = (int)(sizeof params / sizeof params[0]);
+    int cases = 0;
+    for (int v = 0; v < 300; v++, cases++) {
+        const size_t count = (size_t)(v < 20 ? v : rint_in(&r, 0, 300));
+        const size_t skew = (size_t)rint_in(&r, 0, 15); /* unaligned starts */
+        uint8_t *buf = rand_bytes(&r, count + skew, v % 2);
+        const uint8_t *in = buf + skew;
+        float *got = xmalloc((count + 1) * sizeof(float)), *want = xmalloc((count + 1) * sizeof(float));
+        const float sub = params[v % np][0], div = params[v % np][1];
+        fpay_normalize_args g = {in, got, count, sub, div};
+        const size_t a = count / 3, b = 2 * count / 3;
+        uk->fn(&g, 0, a);
+        uk->fn(&g, a, b);
+        uk->fn(&g, b, count);
+        fpay_ref_u8_f32_normalize(in, sub, div, want, 0, count);
+        if (count && memcmp(got, want, count * sizeof(float)) != 0)
+            for (size_t i = 0; i < count; i++)
+                if (memcmp(&got[i], &want[i], sizeof(float)) != 0) {
+                    kc_fail(res, "%s: count %zu, (p - %g) / %g: element %zu (p = %u) is %.9g, "
+                            "reference %.9g", uk->name, count, (double)sub, (double)div, i,
+                            in[i], (double)got[i], (double)want[i]);
+                    break;
+                }
+        free(buf), free(got), free(want);
+    }
+    return cases;
+}

@@ -59,6 +59,26 @@ int kc_check_dwconv(const fpay_dwconv_ukernel *uk, int table_index, kc_result *r
 int kc_check_maxpool(const fpay_pool_ukernel *uk, int table_index, bool signed_zeros,
                      kc_result *res);
 
+/* Image kernels, all EXACT (byte for byte, float bit for bit; the kernels
+ * and the reference run the same IEEE operations in the same order, see
+ * fpay_simd.h): seeds 5000 + i (resize), 6000 + i (warp), 7000 + i
+ * (normalise).
+ * Resize: 1x1 and 1-pixel-wide/high sources, odd sizes, widths that are not
+ * a multiple of any vector width, scale up and down by up to 60x, rows
+ * with stride padding (which must stay untouched), the pipeline's shapes
+ * (a 640x480 pyramid level, 24/48 crops, the 256 liveness crop), bytes
+ * uniform, only 0/255 and all 255 (the clamp); 2 task ranges. 8 fixed +
+ * 200 random cases.
+ * Warp: rotations through the whole circle, scales 1/4..4, reflections,
+ * integer and half-pixel translations (zero tap weights), maps that leave
+ * the image partly or wholly, 1x1 sources and outputs, NaN and huge
+ * coordinates (black), the 112x112 alignment shape. 10 fixed + 200 random.
+ * Normalise: counts 0..300 from unaligned starts, (p - 127.5) / 128,
+ * p / 255 and other sub/div (power-of-two and not), 3 task ranges. 300. */
+int kc_check_resize(const fpay_resize_ukernel *uk, int table_index, kc_result *res);
+int kc_check_warp(const fpay_warp_ukernel *uk, int table_index, kc_result *res);
+int kc_check_normalize(const fpay_normalize_ukernel *uk, int table_index, kc_result *res);
+
 /* Allocation helpers (exit(2) when out of memory). kc_aligned_floats: 64-byte
  * aligned, room for n floats plus 64 bytes; kc_padded_copy: p[0..n) packed to
  * fpay_pack_padded(n) channels. Both freed with free(). */

@@ -7,7 +7,8 @@
  * residual). Kernels of ISAs this CPU lacks are skipped.
  *
  * The shapes, the runners and the tolerance (1e-5 * sum|terms| + 1e-6,
- * scaled by the PReLU slope or alpha; max pool exact) live in
+ * scaled by the PReLU slope or alpha; max pool and the image kernels
+ * (resize, warp, normalise) exact) live in
  * kernel_check.[ch], shared with the NEON test (tests/neon); here each
  * check's result becomes a Criterion assertion.
  */
@@ -71,6 +72,24 @@ static void check_maxpool(fpay_isa isa)
                        kc_check_maxpool(&fpay_maxpool_ukernels[i_], i_, false, &res_));
 }
 
+static void check_resize(fpay_isa isa)
+{
+    FPAY_CHECK_FAMILY_(fpay_resize_ukernels, fpay_resize_ukernel_count, isa, "resize",
+                       kc_check_resize(&fpay_resize_ukernels[i_], i_, &res_));
+}
+
+static void check_warp(fpay_isa isa)
+{
+    FPAY_CHECK_FAMILY_(fpay_warp_ukernels, fpay_warp_ukernel_count, isa, "warp",
+                       kc_check_warp(&fpay_warp_ukernels[i_], i_, &res_));
+}
+
+static void check_normalize(fpay_isa isa)
+{
+    FPAY_CHECK_FAMILY_(fpay_normalize_ukernels, fpay_normalize_ukernel_count, isa, "normalize",
+                       kc_check_normalize(&fpay_normalize_ukernels[i_], i_, &res_));
+}
+
 /* One test per family and ISA, so a missing ISA shows as skipped. */
 #define FPAY_FAMILY_TESTS_(fam)                                  \
     Test(simd_kernels, fam##_avx2) { check_##fam(FPAY_ISA_AVX2); } \
@@ -79,6 +98,9 @@ FPAY_FAMILY_TESTS_(gemm)
 FPAY_FAMILY_TESTS_(conv)
 FPAY_FAMILY_TESTS_(dwconv)
 FPAY_FAMILY_TESTS_(maxpool)
+FPAY_FAMILY_TESTS_(resize)
+FPAY_FAMILY_TESTS_(warp)
+FPAY_FAMILY_TESTS_(normalize)
 
 Test(simd_kernels, isa_selection)
 {
@@ -98,6 +120,9 @@ Test(simd_kernels, isa_selection)
         cr_assert_not_null(fpay_gemm_select((fpay_isa)isa));
         cr_assert_not_null(fpay_conv_select((fpay_isa)isa));
         cr_assert_not_null(fpay_maxpool_select((fpay_isa)isa));
+        cr_assert_not_null(fpay_resize_select((fpay_isa)isa));
+        cr_assert_not_null(fpay_warp_select((fpay_isa)isa));
+        cr_assert_not_null(fpay_normalize_select((fpay_isa)isa));
         const fpay_dwconv_ukernel *d = fpay_dwconv_select((fpay_isa)isa, 3, 3, 2, 2);
         cr_assert_not_null(d);
         cr_assert(strstr(d->name, "3x3s2") != NULL, "%s", d->name);

@@ -15,6 +15,8 @@
  */
 #include "graph.h"
 
+#include "fpay_simd.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -636,25 +638,13 @@ fpay_status fpay_image_load_file(const char *path,
 
 /* --------------------------------------------------------- resize */
 
-/* Source coordinate of destination index i under half-pixel centres,
- * clamped to the edge pixels, split into a base index and a weight. The
- * arithmetic (scale first, then (i + 0.5) * scale - 0.5, all in double) is
- * the oracle's to the last bit: with any other order a few pixels whose
- * value lands within an ulp of .5 round the other way. */
-static void bilinear_tap(int i, int in_n, int out_n, int *i0, int *i1,
-                         double *frac)
-{
-    const double scale = (double)in_n / (double)out_n;
-    double s = ((double)i + 0.5) * scale - 0.5;
-    if (s < 0.0)
-        s = 0.0;
-    if (s > (double)(in_n - 1))
-        s = (double)(in_n - 1);
-    int b = (int)s; /* s >= 0, so truncation is floor */
-    *i0 = b;
-    *i1 = b + 1 < in_n ? b + 1 : b;
-    *frac = s - (double)b;
-}
+/* The kernels (kernels/ref/image_ref.c: fpay_ref_u8_resize_bilinear, and
+ * its SIMD versions, bit-exact with it) compute in double in the oracle's
+ * order: source coordinate (i + 0.5) * (in / out) - 0.5 clamped to the edge
+ * pixels, horizontal then vertical interpolation, round half up. The
+ * horizontal tap table lives on the stack for outputs up to 256 wide (every
+ * crop of the pipeline), on the heap beyond (pyramid levels). */
+enum { RESIZE_STACK_W = 256 };
 
 fpay_status fpay_image_resize_bilinear(const fpay_image *in, int out_w,
                                        int out_h, uint8_t *out)
@@ -662,28 +652,17 @@ fpay_status fpay_image_resize_bilinear(const fpay_image *in, int out_w,
     if (!in || !in->pixels || !out || in->width <= 0 || in->height <= 0 ||
         in->stride < 3 * in->width || out_w <= 0 || out_h <= 0)
         return FPAY_INVALID_ARGUMENT;
-
-    for (int y = 0; y < out_h; y++) {
-        int y0, y1;
-        double fy;
-        bilinear_tap(y, in->height, out_h, &y0, &y1, &fy);
-        const uint8_t *r0 = in->pixels + (size_t)y0 * (size_t)in->stride;
-        const uint8_t *r1 = in->pixels + (size_t)y1 * (size_t)in->stride;
-        uint8_t *d = out + (size_t)y * (size_t)out_w * 3;
-        for (int x = 0; x < out_w; x++) {
-            int x0, x1;
-            double fx;
-            bilinear_tap(x, in->width, out_w, &x0, &x1, &fx);
-            for (int ch = 0; ch < 3; ch++) {
-                double top = (1.0 - fx) * r0[x0 * 3 + ch] + fx * r0[x1 * 3 + ch];
-                double bot = (1.0 - fx) * r1[x0 * 3 + ch] + fx * r1[x1 * 3 + ch];
-                double v = (1.0 - fy) * top + fy * bot;
-                /* A convex combination of bytes stays in [0, 255] (within
-                 * an ulp): round half up, clamped for that ulp. */
-                v = floor(v + 0.5);
-                d[x * 3 + ch] = (uint8_t)(v > 255.0 ? 255.0 : v);
-            }
-        }
-    }
+    _Alignas(64) unsigned char stack[(RESIZE_STACK_W * 3 + 15) / 16 * 16 * 24];
+    void *mem = stack;
+    if (fpay_resize_xtab_bytes(out_w) > sizeof stack &&
+        !(mem = malloc(fpay_resize_xtab_bytes(out_w))))
+        return FPAY_OUT_OF_MEMORY;
+    fpay_resize_xtab xt;
+    fpay_resize_xtab_fill(in->width, out_w, mem, &xt);
+    const fpay_resize_args a = {in->pixels, in->width, in->height, (size_t)in->stride,
+                                out, out_w, out_h, (size_t)out_w * 3, &xt};
+    fpay_u8_resize_bilinear_run(fpay_image_isa(), &a);
+    if (mem != stack)
+        free(mem);
     return FPAY_OK;
 }

@@ -40,6 +40,21 @@
     X(fpay_f32_maxpool__avx512, AVX512)               \
     X(fpay_f32_maxpool__avx2, AVX2)
 
+/* Image operations, bit-exact with the reference (fpay_simd.h).
+ * X(name, isa, tile): resize: output bytes per vector step (doubles per
+ * vector); warp: output pixels per step; normalise: bytes per step. */
+#define FPAY_RESIZE_KERNELS(X)                               \
+    X(fpay_u8_resize_bilinear_x8__avx512, AVX512, 8)         \
+    X(fpay_u8_resize_bilinear_x4__avx2, AVX2, 4)
+
+#define FPAY_WARP_KERNELS(X)                                 \
+    X(fpay_u8_warp_affine_x8__avx512, AVX512, 8)             \
+    X(fpay_u8_warp_affine_x4__avx2, AVX2, 4)
+
+#define FPAY_NORMALIZE_KERNELS(X)                            \
+    X(fpay_u8_f32_normalize_x16__avx512, AVX512, 16)         \
+    X(fpay_u8_f32_normalize_x8__avx2, AVX2, 8)
+
 #elif defined(__aarch64__)
 
 /* NEON (kernels/neon/: the kernels/x86 templates over simd_neon.h, 4 x f32).
@@ -58,10 +73,22 @@
 #define FPAY_MAXPOOL_KERNELS_NEON(X)                  \
     X(fpay_f32_maxpool__neon, NEON)
 
+#define FPAY_RESIZE_KERNELS_NEON(X)                   \
+    X(fpay_u8_resize_bilinear_x2__neon, NEON, 2)
+
+#define FPAY_WARP_KERNELS_NEON(X)                     \
+    X(fpay_u8_warp_affine_x2__neon, NEON, 2)
+
+#define FPAY_NORMALIZE_KERNELS_NEON(X)                \
+    X(fpay_u8_f32_normalize_x4__neon, NEON, 4)
+
 #define FPAY_GEMM_KERNELS(X) FPAY_GEMM_KERNELS_NEON(X)
 #define FPAY_CONV_KERNELS(X) FPAY_CONV_KERNELS_NEON(X)
 #define FPAY_DWCONV_KERNELS(X) FPAY_DWCONV_KERNELS_NEON(X)
 #define FPAY_MAXPOOL_KERNELS(X) FPAY_MAXPOOL_KERNELS_NEON(X)
+#define FPAY_RESIZE_KERNELS(X) FPAY_RESIZE_KERNELS_NEON(X)
+#define FPAY_WARP_KERNELS(X) FPAY_WARP_KERNELS_NEON(X)
+#define FPAY_NORMALIZE_KERNELS(X) FPAY_NORMALIZE_KERNELS_NEON(X)
 
 #endif
 
@@ -72,6 +99,9 @@
 #define FPAY_CONV_KERNELS(X)
 #define FPAY_DWCONV_KERNELS(X)
 #define FPAY_MAXPOOL_KERNELS(X)
+#define FPAY_RESIZE_KERNELS(X)
+#define FPAY_WARP_KERNELS(X)
+#define FPAY_NORMALIZE_KERNELS(X)
 
 #endif
 

@@ -183,6 +183,48 @@ void fpay_ref_cast(fpay_ktype from, fpay_ktype to, size_t count,
 float fpay_ref_f16_to_f32(uint16_t h);
 void fpay_ref_dequantize_f16_f32(size_t count, const uint16_t *in, float *out);
 
+/* ------------------------------------------- reference kernels (images)
+ * Interleaved RGB bytes (3 per pixel), rows `stride` bytes apart. These are
+ * the pipeline's image operations (core/src/image.c, core/src/face/); they
+ * compute in double (resize, warp) or float (normalise) in a fixed order,
+ * and every SIMD version (fpay_simd.h) reproduces them bit for bit. Built
+ * with -ffp-contract=off (kernels/CMakeLists.txt) so that no compiler fuses
+ * a multiply and an add into an FMA on targets that have one (aarch64). */
+
+/* Source coordinate of destination index i of out_n under half-pixel
+ * centres, clamped to the edge pixels: s = (i + 0.5) * (in_n / out_n) - 0.5
+ * in double (scale first: the oracle's order, to the last bit), split into
+ * base index *i0, next index *i1 (= *i0 at the last pixel) and weight
+ * *frac = s - *i0. */
+void fpay_bilinear_tap(int i, int in_n, int out_n, int *i0, int *i1, double *frac);
+
+/* Bilinear resize (half-pixel centres, clamped edges) of in_w x in_h to
+ * out_w x out_h, output rows [row_begin, row_end): per channel
+ *   top = (1 - fx) * p00 + fx * p01, bot = (1 - fx) * p10 + fx * p11,
+ *   v = (1 - fy) * top + fy * bot, out = min(floor(v + 0.5), 255)
+ * in double (round half up). */
+void fpay_ref_u8_resize_bilinear(const uint8_t *in, int in_w, int in_h, size_t in_stride,
+                                 uint8_t *out, int out_w, int out_h, size_t out_stride,
+                                 int row_begin, int row_end);
+
+/* Affine warp with bilinear sampling, output rows [row_begin, row_end):
+ * output pixel (u, v) samples the source at x = (m[0]*u + m[1]*v) + m[2],
+ * y = (m[3]*u + m[4]*v) + m[5] (double; pixel centres at integers, as
+ * cv2.warpAffine with WARP_INVERSE_MAP). A pixel whose floor(x), floor(y)
+ * is outside [-1, w) x [-1, h) is black; otherwise, per channel,
+ *   acc = 0; acc += (wx_i * wy_j) * p(x0 + i, y0 + j) for j = 0, 1, i = 0, 1
+ * with wx_0 = 1 - fx, wx_1 = fx (fx = x - floor(x)), likewise wy, taps
+ * outside the image reading 0, and out = clamp(floor(acc + 0.5), 0, 255). */
+void fpay_ref_u8_warp_affine(const uint8_t *in, int in_w, int in_h, size_t in_stride,
+                             const double m[6], uint8_t *out, int out_w, int out_h,
+                             size_t out_stride, int row_begin, int row_end);
+
+/* out[i] = ((float)in[i] - sub) / div, i in [begin, end) (one float
+ * subtraction, one float division: (p - 127.5) / 128 for the MTCNN nets and
+ * MobileFaceNet, p / 255 for FaceAntiSpoofing). */
+void fpay_ref_u8_f32_normalize(const uint8_t *in, float sub, float div, float *out,
+                               size_t begin, size_t end);
+
 #ifdef __cplusplus
 }
 #endif

@@ -142,6 +142,98 @@ void fpay_pack_dw_weights_f32(int taps, int channels, const float *w, float *pac
  * fpay_pack_padded(n); src NULL gives NULL-free zeros. */
 void fpay_pack_channels_f32(int n, const float *src, float *dst);
 
+/* ------------------------------------------------------------- images
+ * The pipeline's image operations (fpay_kernels.h has the reference and its
+ * exact formulas). Every SIMD version is BIT-EXACT with the reference: the
+ * same IEEE operations in the same order, in double for resize and warp
+ * (no FMA; -ffp-contract=off on these files), in float for normalise (a
+ * true division, or a multiplication by 1/div when div is a power of two,
+ * which gives the same bits: both round the same exact quotient once). */
+
+/* Horizontal taps of a resize, per output element e = x * 3 + ch (3 * out_w
+ * entries, padded with harmless zeros to a multiple of 16): byte offsets in
+ * a source row and weights (1 - fx, fx). Filled once per resize by
+ * fpay_resize_xtab_fill in memory of fpay_resize_xtab_bytes(out_w) bytes
+ * (64-byte aligned is best; 8-byte aligned is required). */
+typedef struct fpay_resize_xtab {
+    const int32_t *off0, *off1;
+    const double *w0, *w1;
+} fpay_resize_xtab;
+size_t fpay_resize_xtab_bytes(int out_w);
+void fpay_resize_xtab_fill(int in_w, int out_w, void *mem, fpay_resize_xtab *xt);
+
+typedef struct fpay_resize_args {
+    const uint8_t *in;
+    int in_w, in_h;
+    size_t in_stride;
+    uint8_t *out;
+    int out_w, out_h;
+    size_t out_stride;
+    const fpay_resize_xtab *xt; /* for in_w -> out_w */
+} fpay_resize_args;
+
+typedef struct fpay_warp_args {
+    const uint8_t *in;
+    int in_w, in_h;
+    size_t in_stride;
+    double m[6]; /* output (u, v) samples x = (m0 u + m1 v) + m2, y = (m3 u + m4 v) + m5 */
+    uint8_t *out;
+    int out_w, out_h;
+    size_t out_stride;
+} fpay_warp_args;
+
+/* out[i] = ((float)in[i] - sub) / div over the task range (tasks = elements). */
+typedef struct fpay_normalize_args {
+    const uint8_t *in;
+    float *out;
+    size_t count;
+    float sub, div;
+} fpay_normalize_args;
+
+typedef void (*fpay_resize_fn)(const fpay_resize_args *a, size_t begin, size_t end);
+typedef void (*fpay_warp_fn)(const fpay_warp_args *a, size_t begin, size_t end);
+typedef void (*fpay_normalize_fn)(const fpay_normalize_args *a, size_t begin, size_t end);
+
+/* tile: output elements (resize), output pixels (warp) or elements
+ * (normalise) per vector step. */
+typedef struct fpay_resize_ukernel {
+    const char *name; fpay_isa isa; fpay_resize_fn fn; int tile;
+} fpay_resize_ukernel;
+typedef struct fpay_warp_ukernel {
+    const char *name; fpay_isa isa; fpay_warp_fn fn; int tile;
+} fpay_warp_ukernel;
+typedef struct fpay_normalize_ukernel {
+    const char *name; fpay_isa isa; fpay_normalize_fn fn; int tile;
+} fpay_normalize_ukernel;
+
+extern const fpay_resize_ukernel fpay_resize_ukernels[];
+extern const int fpay_resize_ukernel_count;
+extern const fpay_warp_ukernel fpay_warp_ukernels[];
+extern const int fpay_warp_ukernel_count;
+extern const fpay_normalize_ukernel fpay_normalize_ukernels[];
+extern const int fpay_normalize_ukernel_count;
+
+const fpay_resize_ukernel *fpay_resize_select(fpay_isa isa);
+const fpay_warp_ukernel *fpay_warp_select(fpay_isa isa);
+const fpay_normalize_ukernel *fpay_normalize_select(fpay_isa isa);
+
+/* Tasks: output rows (resize, warp), elements (normalise). */
+size_t fpay_resize_tasks(const fpay_resize_args *a);
+size_t fpay_warp_tasks(const fpay_warp_args *a);
+size_t fpay_normalize_tasks(const fpay_normalize_args *a);
+
+/* Whole-image drivers for the pipeline (core/src): the kernel of `isa`, or
+ * the reference when `isa` has none, over every task on the calling thread.
+ * fpay_image_isa() is the ISA they should use: FACEPAY_ISA or the best one
+ * (the reference when FACEPAY_ISA names one this machine lacks: sessions
+ * report that error; image operations give the same bits on every path). */
+fpay_isa fpay_image_isa(void);
+/* a->xt must be filled for a->in_w -> a->out_w. */
+void fpay_u8_resize_bilinear_run(fpay_isa isa, const fpay_resize_args *a);
+void fpay_u8_warp_affine_run(fpay_isa isa, const fpay_warp_args *a);
+void fpay_u8_f32_normalize_run(fpay_isa isa, const uint8_t *in, size_t count, float sub,
+                               float div, float *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,6 +22,8 @@
 #include "fpay_simd.h"
 
 #include <arm_neon.h>
+#include <stdint.h>
+#include <string.h>
 
 #define FPAY_INLINE static inline __attribute__((always_inline))
 
@@ -36,6 +38,16 @@ FPAY_INLINE void vstore(float *p, V v) { vst1q_f32(p, v); }
 FPAY_INLINE V vfma(V a, V b, V c) { return vfmaq_f32(c, a, b); }
 FPAY_INLINE V vadd(V a, V b) { return vaddq_f32(a, b); }
 FPAY_INLINE V vmul(V a, V b) { return vmulq_f32(a, b); }
+FPAY_INLINE V vsub(V a, V b) { return vsubq_f32(a, b); }
+FPAY_INLINE V vdiv(V a, V b) { return vdivq_f32(a, b); }
+/* VL bytes widened to floats (exact); reads exactly 4 bytes. */
+FPAY_INLINE V vload_u8(const uint8_t *p)
+{
+    uint32_t w;
+    memcpy(&w, p, 4);
+    const uint16x8_t h = vmovl_u8(vcreate_u8((uint64_t)w));
+    return vcvtq_f32_u32(vmovl_u16(vget_low_u16(h)));
+}
 /* a > b ? a : b and a < b ? a : b, lane-wise (x86 MAXPS/MINPS). */
 FPAY_INLINE V vmax(V a, V b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }
 FPAY_INLINE V vmin(V a, V b) { return vbslq_f32(vcltq_f32(a, b), a, b); }
@@ -86,6 +98,39 @@ FPAY_INLINE V vact(const fpay_kepilogue *e, V x, const float *slope)
     case FPAY_KACT_LEAKY_RELU: return vsel_ge0(x, vmul(vset1(e->alpha), x));
     }
     return x;
+}
+
+/* ------------------------------------------------------------ f64 vectors
+ * As in simd_x86.h (for the image kernels, bit-exact with the reference:
+ * one IEEE operation each, no FMA, files built with -ffp-contract=off).
+ * NEON has no gather: vd_gather_u8 reads its lanes one by one, and only the
+ * bytes asked for. */
+typedef float64x2_t VD;
+#define VDL 2
+FPAY_INLINE VD vd_set1(double x) { return vdupq_n_f64(x); }
+FPAY_INLINE VD vd_load(const double *p) { return vld1q_f64(p); }
+FPAY_INLINE void vd_store(double *p, VD v) { vst1q_f64(p, v); }
+FPAY_INLINE VD vd_add(VD a, VD b) { return vaddq_f64(a, b); }
+FPAY_INLINE VD vd_sub(VD a, VD b) { return vsubq_f64(a, b); }
+FPAY_INLINE VD vd_mul(VD a, VD b) { return vmulq_f64(a, b); }
+/* a < b ? a : b (x86 MINPD; the kernels never pass NaN) */
+FPAY_INLINE VD vd_min(VD a, VD b) { return vbslq_f64(vcltq_f64(a, b), a, b); }
+FPAY_INLINE VD vd_floor(VD a) { return vrndmq_f64(a); }
+FPAY_INLINE VD vd_iota(void)
+{
+    static const double iota[2] = {0, 1};
+    return vld1q_f64(iota);
+}
+FPAY_INLINE VD vd_gather_u8(const uint8_t *row, const int32_t *off)
+{
+    const double lanes[2] = {row[off[0]], row[off[1]]};
+    return vld1q_f64(lanes);
+}
+FPAY_INLINE void vd_store_u8(uint8_t *p, VD v)
+{
+    const uint64x2_t i = vcvtq_u64_f64(v);
+    p[0] = (uint8_t)vgetq_lane_u64(i, 0);
+    p[1] = (uint8_t)vgetq_lane_u64(i, 1);
 }
 
 #endif /* FPAY_SIMD_NEON_H */

@@ -9,7 +9,8 @@
  *     kernels on random awkward shapes: the shape draws, the epilogue
  *     variants and the tolerance shared with tests/test_simd_kernels.c in
  *     tests/kernel_check.[ch] (see there for why 1e-5 * sum|terms| + 1e-6);
- *     max pool must match exactly, NaN and signed zeros included.
+ *     max pool must match exactly, NaN and signed zeros included, and so
+ *     must the image kernels (resize, warp, normalise: bit-exact).
  * (b) MobileFaceNet on the golden inputs (tests/data/golden) through the
  *     CPU backend with FACEPAY_ISA=neon: max |err| <= 1e-4 x max_abs and
  *     cosine >= 0.99999 per embedding row, as tests/test_golden.c.
@@ -209,7 +210,8 @@ int main(void)
     else if (fpay_isa_best() != FPAY_ISA_NEON)
         fail("best ISA is %s, not neon", fpay_isa_name(fpay_isa_best()));
     else if (!fpay_gemm_select(FPAY_ISA_NEON) || !fpay_conv_select(FPAY_ISA_NEON) ||
-             !fpay_maxpool_select(FPAY_ISA_NEON))
+             !fpay_maxpool_select(FPAY_ISA_NEON) || !fpay_resize_select(FPAY_ISA_NEON) ||
+             !fpay_warp_select(FPAY_ISA_NEON) || !fpay_normalize_select(FPAY_ISA_NEON))
         fail("a kernel family has no NEON kernel");
     else {
         const fpay_dwconv_ukernel *d = fpay_dwconv_select(FPAY_ISA_NEON, 3, 3, 2, 2);
@@ -263,6 +265,19 @@ int main(void)
         cases = kc_check_maxpool(uk, i, true, &res);
         report_check(uk->name, cases, &res, now() - t);
     }
+    /* Image kernels: exact (kernel_check.h). */
+#define FPAY_NEON_IMAGE_FAMILY_(table, count, check)                     \
+    for (int i = 0; i < (count); i++) {                                  \
+        if ((table)[i].isa != FPAY_ISA_NEON)                             \
+            continue;                                                    \
+        t = now();                                                       \
+        cases = check(&(table)[i], i, &res);                             \
+        report_check((table)[i].name, cases, &res, now() - t);           \
+    }
+    FPAY_NEON_IMAGE_FAMILY_(fpay_resize_ukernels, fpay_resize_ukernel_count, kc_check_resize)
+    FPAY_NEON_IMAGE_FAMILY_(fpay_warp_ukernels, fpay_warp_ukernel_count, kc_check_warp)
+    FPAY_NEON_IMAGE_FAMILY_(fpay_normalize_ukernels, fpay_normalize_ukernel_count,
+                            kc_check_normalize)
 
     /* MobileFaceNet through the CPU backend, NEON forced (a session error
      * if this build or CPU lacked it). One thread: under qemu-aarch64 a

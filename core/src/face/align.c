@@ -12,9 +12,12 @@
  *   scale*cos = a / v, scale*sin = b / v,
  * which is what skimage's SimilarityTransform.estimate (used by insightface's
  * norm_crop) returns. Pixel centres are at integer coordinates, as
- * cv2.warpAffine, and pixels that fall outside the image are black.
+ * cv2.warpAffine, and pixels that fall outside the image are black (the
+ * warp itself: fpay_u8_warp_affine_* in kernels/, fpay_kernels.h).
  */
 #include "face_internal.h"
+
+#include "fpay_simd.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -121,40 +124,12 @@ fpay_status fpay_face_align(const fpay_image *img, const float landmarks[10],
         m[4] = (float)ic;
         m[5] = (float)ity;
     }
-    const int W = img->width, H = img->height, S = FPAY_ALIGNED_SIDE;
-    for (int v = 0; v < S; v++) {
-        for (int u = 0; u < S; u++) {
-            double x = ic * u - is * v + itx;
-            double y = is * u + ic * v + ity;
-            uint8_t *d = out + ((size_t)v * S + (size_t)u) * 3;
-            double fx0 = floor(x), fy0 = floor(y);
-            if (!(fx0 >= -1.0 && fx0 < W && fy0 >= -1.0 && fy0 < H)) {
-                d[0] = d[1] = d[2] = 0;
-                continue;
-            }
-            int x0 = (int)fx0, y0 = (int)fy0;
-            double fx = x - fx0, fy = y - fy0;
-            double acc[3] = {0, 0, 0};
-            for (int j = 0; j < 2; j++) {
-                int yy = y0 + j;
-                double wy = j ? fy : 1.0 - fy;
-                if (yy < 0 || yy >= H || wy == 0.0)
-                    continue;
-                const uint8_t *r = img->pixels + (size_t)yy * (size_t)img->stride;
-                for (int i = 0; i < 2; i++) {
-                    int xx = x0 + i;
-                    double wx = i ? fx : 1.0 - fx;
-                    if (xx < 0 || xx >= W || wx == 0.0)
-                        continue;
-                    for (int ch = 0; ch < 3; ch++)
-                        acc[ch] += wx * wy * r[xx * 3 + ch];
-                }
-            }
-            for (int ch = 0; ch < 3; ch++) {
-                double q = floor(acc[ch] + 0.5);
-                d[ch] = (uint8_t)(q > 255.0 ? 255.0 : q < 0.0 ? 0.0 : q);
-            }
-        }
-    }
+    /* The warp kernel (fpay_ref_u8_warp_affine and its SIMD versions,
+     * bit-exact with it): x = (ic u + (-is) v) + itx is the same double as
+     * ic u - is v + itx, so the bytes are those of the loop it replaced. */
+    const int S = FPAY_ALIGNED_SIDE;
+    const fpay_warp_args wa = {img->pixels, img->width, img->height, (size_t)img->stride,
+                               {ic, -is, itx, is, ic, ity}, out, S, S, (size_t)S * 3};
+    fpay_u8_warp_affine_run(fpay_image_isa(), &wa);
     return FPAY_OK;
 }

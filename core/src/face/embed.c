@@ -5,6 +5,8 @@
  */
 #include "face_internal.h"
 
+#include "fpay_simd.h"
+
 #include <math.h>
 #include <stdlib.h>
 
@@ -29,8 +31,7 @@ fpay_status fpay_embed_run(fpay_session *s, int *batch, const uint8_t *crops, in
         fpay_set_err(err, err_len, "embed: out of memory for %d crops", n);
         return FPAY_OUT_OF_MEMORY;
     }
-    for (size_t i = 0; i < per * (size_t)n; i++)
-        in[i] = ((float)crops[i] - 127.5f) / 128.0f;
+    fpay_u8_f32_normalize_run(fpay_image_isa(), crops, per * (size_t)n, 127.5f, 128.0f, in);
     st = fpay_session_set_input(s, 0, in, per * (size_t)n);
     if (st == FPAY_OK)
         st = fpay_session_run(s);

@@ -13,6 +13,8 @@
  */
 #include "face_internal.h"
 
+#include "fpay_simd.h"
+
 #include <math.h>
 #include <stdlib.h>
 
@@ -91,8 +93,8 @@ fpay_status fpay_liveness_run(fpay_session *s, const fpay_image *img, const fpay
         out->state = FPAY_LIVENESS_TOO_BLURRY;
         goto done;
     }
-    for (int i = 0; i < AS_SIDE * AS_SIDE * 3; i++)
-        in[i] = (float)crop[i] / 255.0f;
+    fpay_u8_f32_normalize_run(fpay_image_isa(), crop, (size_t)AS_SIDE * AS_SIDE * 3, 0.0f,
+                              255.0f, in);
     if ((st = fpay_session_set_input(s, 0, in, (size_t)AS_SIDE * AS_SIDE * 3)) != FPAY_OK ||
         (st = fpay_session_run(s)) != FPAY_OK) {
         fpay_set_err(err, err_len, "liveness: %s", fpay_session_errmsg(s));

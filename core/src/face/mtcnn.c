@@ -21,6 +21,8 @@
  */
 #include "face_internal.h"
 
+#include "fpay_simd.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,16 +148,22 @@ static void square_limit(mvec *a, int w, int h)
     }
 }
 
-/* Normalised, transposed: dst[(x*h + y)*3 + c] = (src(y, x, c) - 127.5)/128. */
-static void normalize_transposed(const uint8_t *rgb, int w, int h, float *dst)
+/* Normalised, transposed: dst[(x*h + y)*3 + c] = (src(y, x, c) - 127.5)/128.
+ * The bytes are transposed first (into tmp, w*h*3 bytes), then normalised
+ * in one contiguous run by the dispatched kernel (the same float operations
+ * as the scalar loop it replaced, so the same bits). */
+static void normalize_transposed(const uint8_t *rgb, int w, int h, uint8_t *tmp, float *dst)
 {
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             const uint8_t *s = rgb + ((size_t)y * (size_t)w + (size_t)x) * 3;
-            float *d = dst + ((size_t)x * (size_t)h + (size_t)y) * 3;
-            for (int c = 0; c < 3; c++)
-                d[c] = ((float)s[c] - 127.5f) / 128.0f;
+            uint8_t *d = tmp + ((size_t)x * (size_t)h + (size_t)y) * 3;
+            d[0] = s[0];
+            d[1] = s[1];
+            d[2] = s[2];
         }
+    fpay_u8_f32_normalize_run(fpay_image_isa(), tmp, (size_t)w * (size_t)h * 3, 127.5f, 128.0f,
+                              dst);
 }
 
 typedef struct run_ctx {
@@ -195,7 +203,7 @@ static fpay_status pnet_stage(fpay_session *pnet, const fpay_image *img,
             continue;
         free(rgb);
         free(in);
-        rgb = malloc((size_t)ws * (size_t)hs * 3);
+        rgb = malloc((size_t)ws * (size_t)hs * 3 * 2); /* the level, then its transpose */
         in = malloc((size_t)ws * (size_t)hs * 3 * sizeof(float));
         if (!rgb || !in) {
             st = FPAY_OUT_OF_MEMORY;
@@ -206,7 +214,7 @@ static fpay_status pnet_stage(fpay_session *pnet, const fpay_image *img,
             fpay_set_err(rc->err, rc->err_len, "mtcnn: resize to %dx%d failed", ws, hs);
             goto out;
         }
-        normalize_transposed(rgb, ws, hs, in);
+        normalize_transposed(rgb, ws, hs, rgb + (size_t)ws * (size_t)hs * 3, in);
         int64_t dims[4] = {1, ws, hs, 3};
         if ((st = fpay_session_set_input_shape(pnet, 0, 4, dims)) != FPAY_OK ||
             (st = fpay_session_set_input(pnet, 0, in, (size_t)ws * (size_t)hs * 3)) != FPAY_OK ||
@@ -276,7 +284,7 @@ static fpay_status refine_run(fpay_session *net, const char *stage, const fpay_i
                               const mvec *a, int side, run_ctx *rc)
 {
     const size_t per = (size_t)side * (size_t)side * 3;
-    uint8_t *crop = malloc(per);
+    uint8_t *crop = malloc(per * 2); /* the crop, then its transpose */
     float *in = malloc(per * (size_t)a->n * sizeof(float));
     fpay_status st = FPAY_OK;
     if (!crop || !in) {
@@ -291,7 +299,7 @@ static fpay_status refine_run(fpay_session *net, const char *stage, const fpay_i
             fpay_set_err(rc->err, rc->err_len, "mtcnn %s: crop of box %d failed", stage, i);
             goto out;
         }
-        normalize_transposed(crop, side, side, in + per * (size_t)i);
+        normalize_transposed(crop, side, side, crop + per, in + per * (size_t)i);
     }
     if ((st = fpay_session_set_batch(net, a->n)) != FPAY_OK ||
         (st = fpay_session_set_input(net, 0, in, per * (size_t)a->n)) != FPAY_OK ||
