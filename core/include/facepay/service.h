@@ -221,8 +221,12 @@ FPAY_API fpay_status fpay_service_terminal_check(fpay_service *svc,
  * overwrite an existing file. */
 FPAY_API fpay_status fpay_keygen(const char *path, char *err, size_t err_len);
 
-/* Re-encrypts every template and re-keys every account hash under the key
- * in new_key_file, in one transaction; no re-enrollment needed. */
+/* Re-encrypts every template under the key in new_key_file, in one
+ * transaction; no re-enrollment needed. The keys behind the account, capture
+ * and API-key hashes and the audit chain cannot be re-derived (the store
+ * holds no numbers to hash again): they are kept, sealed under the new
+ * master key (docs/security.md, "Key rotation"). After rotation the old
+ * master key opens no template. */
 FPAY_API fpay_status fpay_service_rotate_key(fpay_service *svc,
                                              const char *new_key_file,
                                              char *err, size_t err_len);
@@ -233,6 +237,66 @@ FPAY_API fpay_status fpay_service_rotate_key(fpay_service *svc,
 FPAY_API fpay_status fpay_service_audit_verify(fpay_service *svc,
                                                long *entries, long *first_bad,
                                                char *err, size_t err_len);
+
+/* ----------------------------------------------------------- calibration */
+
+/* The built-in threshold (cosine), used when the store holds no
+ * calibration for the loaded model and config.threshold is 0. From
+ * `facepay calibrate --fmr 1e-4` on LFW's development view (../shared/
+ * lfw-dev: the 4,992 images of pairsDevTrain.txt and pairsDevTest.txt, 1
+ * without a face, 3,095 people; MobileFaceNet sha256 d8ba40c0...): of
+ * 12,449,354 impostor pairs (every pair of images of two different people)
+ * 1,244 score >= it, FMR 9.99e-5; of the 1,599 listed same-person pairs 64
+ * score below it, FNMR 4.0%. docs/service.md has the method. */
+#define FPAY_DEFAULT_THRESHOLD 0.528928757f
+
+/* What a calibration measured. Counting method: the threshold is the
+ * smallest float t with (impostor pairs scoring >= t) <= floor(target_fmr *
+ * impostor_pairs); fmr and fnmr are measured at t (a pair matches when its
+ * score >= t, as in verification). */
+typedef struct fpay_calibration {
+    float threshold;
+    double target_fmr;
+    double fmr;                  /* impostor_accepts / impostor_pairs */
+    double fnmr;                 /* genuine_rejects / genuine_pairs */
+    long long impostor_pairs;    /* every pair of usable images of two
+                                    different people */
+    long long impostor_accepts;
+    long genuine_pairs;          /* the listed same-person pairs, both usable */
+    long genuine_rejects;
+    int images;                  /* distinct images listed */
+    int images_unusable;         /* unreadable or no face: left out */
+    int identities;              /* people among the usable images */
+    char model_sha256[65];
+} fpay_calibration;
+
+/* Embeds every image listed in the LFW-style pairs files (View 1: "N",
+ * then N same-person lines "name i j" and N different-person lines "name1 i
+ * name2 j"; View 2: "FOLDS N"; images at root/name/name_NNNN.jpg) once with
+ * the payment pipeline (detect, align, embed; the quality gate and liveness
+ * are not applied, so every detectable face is scored), scores every
+ * cross-identity pair of those images as impostors and the listed same
+ * pairs as genuines, and picks the threshold for target_fmr (0 < fmr < 1;
+ * it needs at least 1/fmr impostor pairs, else FPAY_INVALID_ARGUMENT).
+ * threads: pipelines run in parallel (0 = 1). err (caller-owned) says what
+ * is wrong. */
+FPAY_API fpay_status fpay_calibrate(const fpay_pipeline_config *pipeline,
+                                    int threads,
+                                    const char *const *pairs_files, int n_files,
+                                    const char *root, double target_fmr,
+                                    fpay_calibration *out, char *err,
+                                    size_t err_len);
+
+/* fpay_calibrate with the service's payment pipeline settings, then stores
+ * the threshold, its FMR, the counts and the model's sha256 in the
+ * database (read by every later fpay_service_open with threshold 0) and
+ * uses it from now on. */
+FPAY_API fpay_status fpay_service_calibrate(fpay_service *svc, int threads,
+                                            const char *const *pairs_files,
+                                            int n_files, const char *root,
+                                            double target_fmr,
+                                            fpay_calibration *out, char *err,
+                                            size_t err_len);
 
 #ifdef __cplusplus
 }

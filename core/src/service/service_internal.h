@@ -225,4 +225,30 @@ long fpay_throttle_wait(const fpay_service_config *cfg,
 void fpay_throttle_record(const fpay_service_config *cfg, fpay_counters *c,
                           int success, int64_t now);
 
+/* ---------------------------------------------------- service.c hooks */
+
+/* For tests and the CLI; none of these is part of the public API. */
+
+/* Replaces time(NULL) (throttling, terminal windows, audit times) with
+ * now(ctx), unix seconds; NULL restores the real clock. Set it before the
+ * service is shared between threads. */
+void fpay_service_set_clock(fpay_service *svc, int64_t (*now)(void *ctx),
+                            void *ctx);
+
+/* How many templates were opened and compared since open, decoy included:
+ * an unknown account must cost one of each, like a known one. */
+typedef struct fpay_service_counts {
+    long template_opens;
+    long compares;
+} fpay_service_counts;
+void fpay_service_counts_get(fpay_service *svc, fpay_service_counts *out);
+
+/* The service's store and keys (borrowed; keys change on rotate_key). */
+fpay_store *fpay_service_store(fpay_service *svc);
+const fpay_keys *fpay_service_keys(fpay_service *svc);
+
+/* Replaces the threshold in use (calibrate does this after storing it). */
+void fpay_service_set_threshold(fpay_service *svc, float threshold,
+                                double fmr);
+
 #endif /* FPAY_SERVICE_INTERNAL_H */
