@@ -1,210 +1,253 @@
 /*
- * facepay-bench - latency of a model on a backend.
+ * facepay-bench - latency of models, kernels, a checkout and the server,
+ * recorded per commit (docs/benchmarks.md).
  *
- *   facepay-bench models [--runs N] [--warmup N] [--batch B] [--threads T]
- *                        [--backend NAME] [--isa ref|avx2|avx512|neon] [--json] MODEL...
- *   facepay-bench table [--runs N] [--warmup N] MODEL...
- *                        batch 1, every ISA this CPU has x 1 and 2 threads
- *   facepay-bench kernels
- *                        GFLOP/s and fraction of peak per SIMD kernel
+ *   facepay-bench SUITE [OPTION...] [MODEL...]     run one suite, print a table
+ *   facepay-bench record [--history FILE] [OPTION...] SUITE...
+ *                                                  run suites, append JSON rows
+ *   facepay-bench compare [--history FILE] A B     ratios, noise, regressions
+ *   facepay-bench track [--repo DIR] [--last N] [REV...] [-- OPTION...]
+ *   facepay-bench plot [--history FILE] --out DIR  SVG per commit
+ *   facepay-bench table MODEL...                   models x every ISA x 1,2 threads
+ *   facepay-bench backends MODEL                   every backend side by side
  *
- * --isa sets FACEPAY_ISA for the sessions it creates (the CPU backend reads
- * it at every session prepare).
- *
- * Method: the session is created and the input filled once; `warmup` runs
- * are discarded (caches, page faults, lazy allocation); then `runs` timed
- * runs with CLOCK_MONOTONIC around fpay_session_run only. We report min,
- * median, p90 and max, never a mean: the machines are shared and noisy, and
- * one preempted run must not move the headline number.
+ * SUITE: kernels, models, checkout, server. OPTIONs (lists comma-separated):
+ *   --runs N --warmup N --threads 1,2 --batches 1,8 --backends cpu,xnnpack
+ *   --isa ref,avx2 --models pnet,rnet --models-dir DIR --faces-dir DIR --cold-runs N
+ *   --terminals N --duration S --load-client PATH --facepay PATH --json
+ * (--batch, --backend: the same with one value.)
  */
 #include "facepay/facepay.h"
 #include "bench.h"
 #include "bench_backends.h" /* facepay-bench backends MODEL */
-#include "fpay_cpu.h" /* ISAs for `table` and the isa column */
+#include "fpay_cpu.h"       /* ISAs for `table` */
 
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-/* Nearest-rank percentile of sorted v[0..n). */
-static int parse_pos(const char *s, long *v)
+static const char usage[] =
+    "usage: facepay-bench SUITE [OPTION...] [MODEL...]   (SUITE: kernels models checkout "
+    "server)\n"
+    "       facepay-bench record [--history FILE] [OPTION...] SUITE...\n"
+    "       facepay-bench compare [--history FILE] [--metric M] [--all] [--strict] A B\n"
+    "       facepay-bench track [--repo DIR] [--history FILE] [--suites LIST] [--last N] "
+    "[REV...] [-- OPTION...]\n"
+    "       facepay-bench plot [--history FILE] --out DIR [--batch B]\n"
+    "       facepay-bench table [--runs N] [--warmup N] MODEL...\n"
+    "       facepay-bench backends [--runs N] [--warmup N] [--batches 1,8] [--threads 1,2] "
+    "[--json] MODEL\n"
+    "OPTION: --runs N --warmup N --threads 1,2 --batches 1,8 --backends cpu,xnnpack --isa "
+    "LIST\n"
+    "        --models NAME,... --models-dir DIR --faces-dir DIR --cold-runs N --terminals N --duration S\n"
+    "        --load-client PATH --facepay PATH --json\n"
+    "History default: $FPAY_BENCH_HISTORY or ./bench-history.jsonl\n";
+
+static int parse_long(const char *s, long *v, long min)
 {
     char *end;
-    errno = 0;
     long x = strtol(s, &end, 10);
-    if (errno || end == s || *end || x < 1 || x > 1000000)
+    if (end == s || *end || x < min || x > 1000000)
         return -1;
     *v = x;
     return 0;
 }
 
-static void cpu_model(char *buf, size_t len)
+/* Parses argv[*i] (and its value) into o; 1 if it was an option, 0 if not,
+ * -1 if bad. */
+static int parse_option(fpay_bench_opts *o, int argc, char **argv, int *i)
 {
-    snprintf(buf, len, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        char *colon = strchr(line, ':');
-        if (colon && !strncmp(line, "model name", 10)) {
-            colon++;
-            while (*colon == ' ')
-                colon++;
-            colon[strcspn(colon, "\n")] = '\0';
-            snprintf(buf, len, "%s", colon);
-            break;
-        }
-    }
-    fclose(f);
-}
-
-static int bench_model(const char *path, const char *backend, long batch, long threads,
-                       long warmup, long runs, int json, const char *cpu, const char *isa)
-{
-    if (isa)
-        setenv("FACEPAY_ISA", isa, 1);
-    fpay_isa chosen = FPAY_ISA_REF;
-    char isa_err[256];
-    const char *isa_name =
-        fpay_cpu_choose_isa(&chosen, isa_err, sizeof isa_err) == 0 ? fpay_isa_name(chosen) : "?";
-    char err[320];
-    fpay_model *m = NULL;
-    fpay_session *s = NULL;
-    float *x = NULL;
-    double *t = NULL;
-    int rc = 1;
-    if (fpay_model_load_file(path, 0, &m, err, sizeof err) != FPAY_OK) {
-        fprintf(stderr, "facepay-bench: %s\n", err);
+    const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (strncmp(a, "--", 2) != 0)
+        return 0;
+    if (!strcmp(a, "--json")) {
+        o->json = 1;
         return 1;
     }
-    fpay_session_options o;
-    fpay_session_options_init(&o);
-    o.backend = backend;
-    o.threads = (int)threads;
-    if (fpay_session_create(m, &o, &s, err, sizeof err) != FPAY_OK) {
-        fprintf(stderr, "facepay-bench: %s\n", err);
-        goto out;
-    }
-    if (batch && fpay_session_set_batch(s, (int)batch) != FPAY_OK) {
-        fprintf(stderr, "facepay-bench: %s\n", fpay_session_errmsg(s));
-        goto out;
-    }
-    for (int k = 0; k < fpay_session_input_count(s); k++) {
-        fpay_tensor_info in;
-        fpay_session_input_info(s, k, &in);
-        free(x);
-        x = malloc(in.count * sizeof(float));
-        if (!x)
-            goto out;
-        for (size_t i = 0; i < in.count; i++)
-            x[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
-        fpay_session_set_input(s, k, x, in.count);
-    }
-    t = malloc((size_t)runs * sizeof(double));
-    if (!t)
-        goto out;
-    for (long i = 0; i < warmup + runs; i++) {
-        double t0 = fpay_bench_now_ms();
-        if (fpay_session_run(s) != FPAY_OK) {
-            fprintf(stderr, "facepay-bench: %s\n", fpay_session_errmsg(s));
-            goto out;
-        }
-        if (i >= warmup)
-            t[i - warmup] = fpay_bench_now_ms() - t0;
-    }
-    qsort(t, (size_t)runs, sizeof(double), fpay_bench_cmp_double);
-    fpay_tensor_info in;
-    fpay_session_input_info(s, 0, &in);
-    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    double med = fpay_bench_percentile(t, (int)runs, 50), p90 = fpay_bench_percentile(t, (int)runs, 90);
-    if (json)
-        printf("{\"suite\":\"models\",\"model\":\"%s\",\"backend\":\"%s\",\"isa\":\"%s\","
-               "\"threads\":%ld,"
-               "\"batch\":%lld,\"runs\":%ld,\"warmup\":%ld,\"min_ms\":%.4f,"
-               "\"median_ms\":%.4f,\"p90_ms\":%.4f,\"max_ms\":%.4f,\"peak_bytes\":%zu,"
-               "\"build\":\"%s\",\"cpu\":\"%s\"}\n",
-               name, fpay_session_backend(s), isa_name, threads, (long long)in.dims[0], runs,
-               warmup,
-               t[0], med, p90, t[runs - 1], fpay_session_peak_activation_bytes(s),
-               fpay_build_id(), cpu);
+    if (!v)
+        return -1;
+    int ok;
+    if (!strcmp(a, "--runs"))
+        ok = parse_long(v, &o->runs, 1) == 0;
+    else if (!strcmp(a, "--warmup"))
+        ok = parse_long(v, &o->warmup, 0) == 0;
+    else if (!strcmp(a, "--cold-runs"))
+        ok = parse_long(v, &o->cold_runs, 0) == 0;
+    else if (!strcmp(a, "--terminals"))
+        ok = parse_long(v, &o->terminals, 1) == 0;
+    else if (!strcmp(a, "--duration"))
+        ok = parse_long(v, &o->duration_s, 1) == 0;
+    else if (!strcmp(a, "--threads"))
+        ok = (o->n_threads = fpay_bench_parse_longs(v, o->threads, FPAY_BENCH_MAX_LIST)) > 0;
+    else if (!strcmp(a, "--batches") || !strcmp(a, "--batch"))
+        ok = (o->n_batches = fpay_bench_parse_longs(v, o->batches, FPAY_BENCH_MAX_LIST)) > 0;
+    else if (!strcmp(a, "--backends") || !strcmp(a, "--backend"))
+        ok = (o->n_backends = fpay_bench_split(v, o->backends, FPAY_BENCH_MAX_LIST)) > 0;
+    else if (!strcmp(a, "--isa"))
+        ok = (o->n_isas = fpay_bench_split(v, o->isas, FPAY_BENCH_MAX_LIST)) > 0;
+    else if (!strcmp(a, "--models"))
+        ok = (o->n_models = fpay_bench_split(v, o->models, 32)) > 0;
+    else if (!strcmp(a, "--models-dir"))
+        ok = (o->models_dir = v) != NULL;
+    else if (!strcmp(a, "--faces-dir"))
+        ok = (o->faces_dir = v) != NULL;
+    else if (!strcmp(a, "--load-client"))
+        ok = (o->load_client = v) != NULL;
+    else if (!strcmp(a, "--facepay"))
+        ok = (o->facepay_cli = v) != NULL;
     else
-        printf("%-24s %-8s %-7s %7ld %5lld %5ld %10.3f %10.3f %10.3f %10.3f\n", name,
-               fpay_session_backend(s), isa_name, threads, (long long)in.dims[0], runs, t[0], med, p90,
-               t[runs - 1]);
-    rc = 0;
-out:
-    free(t);
-    free(x);
-    fpay_session_free(s);
-    fpay_model_free(m);
+        return -1;
+    if (!ok)
+        return -1;
+    (*i)++;
+    return 1;
+}
+
+static void opts_init(fpay_bench_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->runs = o->warmup = o->cold_runs = -1;
+}
+
+typedef int (*suite_fn)(const fpay_bench_opts *o);
+
+static suite_fn find_suite(const char *name)
+{
+    return !strcmp(name, "kernels")    ? fpay_bench_suite_kernels
+           : !strcmp(name, "models")   ? fpay_bench_suite_models
+           : !strcmp(name, "checkout") ? fpay_bench_suite_checkout
+           : !strcmp(name, "server")   ? fpay_bench_suite_server
+                                       : NULL;
+}
+
+/* facepay-bench SUITE [OPTION...] [MODEL...] */
+static int run_suite(const char *name, int argc, char **argv)
+{
+    fpay_bench_opts o;
+    opts_init(&o);
+    for (int i = 0; i < argc; i++) {
+        int r = parse_option(&o, argc, argv, &i);
+        if (r < 0) {
+            fprintf(stderr, "facepay-bench %s: bad option '%s'\n%s", name, argv[i], usage);
+            return 2;
+        }
+        if (r == 0) {
+            if (strcmp(name, "models") != 0 || o.n_models == 32) {
+                fprintf(stderr, "facepay-bench %s: unexpected '%s'\n", name, argv[i]);
+                return 2;
+            }
+            o.models[o.n_models++] = argv[i];
+        }
+    }
+    /* `kernels` with no option is the kernel tuner's table, as before. */
+    if (!strcmp(name, "kernels") && o.runs < 0 && !o.json)
+        return fpay_bench_kernels();
+    return find_suite(name)(&o);
+}
+
+/* record [--history FILE] [OPTION...] SUITE... */
+static int record(int argc, char **argv)
+{
+    fpay_bench_opts o;
+    opts_init(&o);
+    const char *history = getenv("FPAY_BENCH_HISTORY"), *suites[8];
+    if (!history)
+        history = "bench-history.jsonl";
+    int ns = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--history") && i + 1 < argc) {
+            history = argv[++i];
+            continue;
+        }
+        int r = parse_option(&o, argc, argv, &i);
+        if (r < 0 || (r == 0 && (!find_suite(argv[i]) || ns == 8))) {
+            fprintf(stderr, "facepay-bench record: bad argument '%s'\n%s", argv[i], usage);
+            return 2;
+        }
+        if (r == 0)
+            suites[ns++] = argv[i];
+    }
+    if (!ns) {
+        fprintf(stderr, "facepay-bench record: no SUITE given\n%s", usage);
+        return 2;
+    }
+    o.history = fopen(history, "a");
+    if (!o.history) {
+        perror(history);
+        return 1;
+    }
+    int rc = 0;
+    for (int s = 0; s < ns; s++) {
+        rc |= find_suite(suites[s])(&o);
+        printf("\n");
+    }
+    fclose(o.history);
+    printf("# recorded %d suite(s) into %s (commit %.12s%s)\n", ns, history,
+           fpay_bench_git_commit(), fpay_bench_git_dirty() ? "-dirty" : "");
     return rc;
+}
+
+/* table [--runs N] [--warmup N] MODEL...: every ISA this CPU has. */
+static int table(int argc, char **argv)
+{
+    fpay_bench_opts o;
+    opts_init(&o);
+    for (int i = 0; i < argc; i++) {
+        int r = parse_option(&o, argc, argv, &i);
+        if (r < 0 || (r == 0 && o.n_models == 32)) {
+            fprintf(stderr, "facepay-bench table: bad argument '%s'\n", argv[i]);
+            return 2;
+        }
+        if (r == 0)
+            o.models[o.n_models++] = argv[i];
+    }
+    if (!o.n_backends) {
+        o.backends[0] = "cpu";
+        o.n_backends = 1;
+    }
+    if (!o.n_batches) {
+        o.batches[0] = 1;
+        o.n_batches = 1;
+    }
+    if (!o.n_isas)
+        for (int k = 0; k < FPAY_ISA_COUNT_; k++)
+            if (fpay_isa_supported((fpay_isa)k))
+                o.isas[o.n_isas++] = fpay_isa_name((fpay_isa)k);
+    return fpay_bench_suite_models(&o);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "backends"))
-        return fpay_bench_backends(argc - 2, argv + 2);
-    if (argc >= 2 && !strcmp(argv[1], "kernels"))
-        return fpay_bench_kernels();
-    const int table = argc >= 2 && !strcmp(argv[1], "table");
-    if (argc < 2 || (strcmp(argv[1], "models") != 0 && !table)) {
-        fprintf(stderr, "usage: facepay-bench models [--runs N] [--warmup N] [--batch B] "
-                        "[--threads T] [--backend NAME] [--isa ISA] [--json] MODEL...\n"
-                        "       facepay-bench table [--runs N] [--warmup N] MODEL...\n"
-                        "       facepay-bench kernels\n");
-        return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
-    }
-    long runs = table ? 50 : 20, warmup = table ? 5 : 3, batch = table ? 1 : 0, threads = 1;
-    const char *backend = "cpu", *isa = NULL;
-    int json = 0, i = 2;
-    for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
-        long *target = !strcmp(argv[i], "--runs")      ? &runs
-                       : !strcmp(argv[i], "--warmup")  ? &warmup
-                       : !strcmp(argv[i], "--batch")   ? &batch
-                       : !strcmp(argv[i], "--threads") ? &threads
-                                                       : NULL;
-        if (!strcmp(argv[i], "--json")) {
-            json = 1;
-        } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
-            backend = argv[++i];
-        } else if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
-            isa = argv[++i];
-        } else if (target && i + 1 < argc && parse_pos(argv[i + 1], target) == 0) {
-            i++;
-        } else {
-            fprintf(stderr, "facepay-bench: bad option '%s'\n", argv[i]);
-            return 2;
-        }
-    }
-    if (i == argc) {
-        fprintf(stderr, "facepay-bench: no MODEL given\n");
+    if (argc < 2) {
+        fputs(usage, stderr);
         return 2;
     }
-    char cpu[256];
-    cpu_model(cpu, sizeof cpu);
-    if (!json) {
-        printf("# facepay-bench models | build %s | cpu %s\n", fpay_build_id(), cpu);
-        printf("# %ld warm-up runs discarded, %ld timed runs, times in ms\n", warmup, runs);
-        printf("%-24s %-8s %-7s %7s %5s %5s %10s %10s %10s %10s\n", "model", "backend",
-               "isa", "threads", "batch", "runs", "min", "median", "p90", "max");
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        fputs(usage, stdout);
+        return 0;
     }
-    int rc = 0;
-    for (; i < argc; i++) {
-        if (!table) {
-            rc |= bench_model(argv[i], backend, batch, threads, warmup, runs, json, cpu, isa);
-            continue;
-        }
-        /* Every ISA this CPU can run, at 1 and 2 threads. */
-        for (int k = 0; k < FPAY_ISA_COUNT_; k++) {
-            if (!fpay_isa_supported((fpay_isa)k))
-                continue;
-            for (long t = 1; t <= 2; t++)
-                rc |= bench_model(argv[i], backend, batch, t, warmup, runs, json, cpu,
-                                  fpay_isa_name((fpay_isa)k));
-        }
-    }
-    return rc;
+    if (!strcmp(cmd, "backends"))
+        return fpay_bench_backends(argc - 2, argv + 2);
+    if (!strcmp(cmd, "record"))
+        return record(argc - 2, argv + 2);
+    if (!strcmp(cmd, "compare"))
+        return fpay_bench_compare(argc - 2, argv + 2);
+    if (!strcmp(cmd, "plot"))
+        return fpay_bench_plot(argc - 2, argv + 2);
+    if (!strcmp(cmd, "track"))
+        return fpay_bench_track(argc - 2, argv + 2);
+    if (!strcmp(cmd, "import-legacy"))
+        return fpay_bench_import_legacy(argc - 2, argv + 2);
+    if (!strcmp(cmd, "table"))
+        return table(argc - 2, argv + 2);
+    if (!strcmp(cmd, "_checkout-cold"))
+        return fpay_bench_checkout_cold_child(argc - 2, argv + 2);
+    if (find_suite(cmd))
+        return run_suite(cmd, argc - 2, argv + 2);
+    fprintf(stderr, "facepay-bench: unknown command '%s'\n%s", cmd, usage);
+    return 2;
 }

@@ -1,0 +1,241 @@
+/*
+ * bench_server.c - the `server` suite: loopback HTTP with N terminals.
+ *
+ * Starts `facepay serve --port 0` (the HTTP service, issue 7) on a temp
+ * store and key, reads the port it bound from its output, and runs the load
+ * client `facepay-load --url URL --terminals N --duration S --json`
+ * against it. The load client's JSON (one object) becomes the row: its
+ * numbers as metrics, an array "latencies_ms" (if any) as samples. The
+ * server's own options can be added with FPAY_BENCH_SERVE_ARGS, the load
+ * client's with FPAY_BENCH_LOAD_ARGS (split on spaces).
+ *
+ * When either program is missing (a build without the service), the suite
+ * says so and is skipped: exit 0, no row.
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int executable(const char *p)
+{
+    return p && access(p, X_OK) == 0;
+}
+
+/* dirname(self)/rel, if executable. */
+static const char *sibling(const char *rel, char *buf, size_t len)
+{
+    const char *self = fpay_bench_self_path();
+    const char *slash = strrchr(self, '/');
+    if (!slash)
+        return NULL;
+    snprintf(buf, len, "%.*s/%s", (int)(slash - self), self, rel);
+    return executable(buf) ? buf : NULL;
+}
+
+/* argv from a fixed head plus the words of an environment variable. */
+static int add_env_words(const char **argv, int n, int max, const char *var)
+{
+    const char *v = getenv(var);
+    if (!v)
+        return n;
+    static char copy[4096]; /* the words live until the exec */
+    snprintf(copy, sizeof copy, "%s", v);
+    for (char *w = strtok(copy, " "); w && n < max - 1; w = strtok(NULL, " "))
+        argv[n++] = w;
+    return n;
+}
+
+static pid_t spawn(const char *const *argv, int *out_fd)
+{
+    int fd[2];
+    if (pipe(fd) != 0)
+        return -1;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd[1], 1);
+        dup2(fd[1], 2);
+        close(fd[0]);
+        close(fd[1]);
+        setpgid(0, 0);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(fd[1]);
+    if (pid < 0) {
+        close(fd[0]);
+        return -1;
+    }
+    *out_fd = fd[0];
+    return pid;
+}
+
+/* Reads the server's output until a line names its port (":PORT" after
+ * 127.0.0.1/localhost, or "port PORT"), for up to timeout_ms. */
+static int read_port(int fd, int timeout_ms, char *log, size_t log_len)
+{
+    size_t used = 0;
+    log[0] = '\0';
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    double t0 = fpay_bench_now_ms();
+    while (fpay_bench_now_ms() - t0 < timeout_ms) {
+        ssize_t n = used + 1 < log_len ? read(fd, log + used, log_len - used - 1) : 0;
+        if (n > 0) {
+            used += (size_t)n;
+            log[used] = '\0';
+            const char *keys[] = {"127.0.0.1:", "localhost:", "port ", "port=", "\"port\":"};
+            for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+                const char *at = strstr(log, keys[k]);
+                if (at) {
+                    int port = atoi(at + strlen(keys[k]));
+                    if (port > 0 && port < 65536)
+                        return port;
+                }
+            }
+        } else if (n == 0) {
+            return -1; /* exited */
+        } else {
+            struct timespec ts = {0, 20 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return -1;
+}
+
+int fpay_bench_suite_server(const fpay_bench_opts *o)
+{
+    char lbuf[4096], fbuf[4096];
+    const char *load = o->load_client ? o->load_client : getenv("FPAY_LOAD_CLIENT");
+    if (!executable(load))
+        load = sibling("../tools/server/facepay-load", lbuf, sizeof lbuf);
+    if (!load)
+        load = sibling("../tools/facepay-load", lbuf, sizeof lbuf);
+    const char *cli = o->facepay_cli ? o->facepay_cli : sibling("../tools/facepay", fbuf, sizeof fbuf);
+    if (!load || !cli) {
+        printf("# server: SKIPPED: %s not found (built from tools/server/ with the service, "
+               "issue 7; or give --load-client PATH --facepay PATH)\n",
+               !load ? "the load client facepay-load" : "the facepay CLI");
+        return 0;
+    }
+    long terminals = o->terminals > 0 ? o->terminals : 4;
+    long duration = o->duration_s > 0 ? o->duration_s : 10;
+    const char *tmp = getenv("TMPDIR");
+    char dir[256], db[320], key[320], cmd[10000];
+    snprintf(dir, sizeof dir, "%s/facepay-bench-srv-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "facepay-bench server: mkdtemp: %s\n", strerror(errno));
+        return 1;
+    }
+    snprintf(db, sizeof db, "%s/store.db", dir);
+    snprintf(key, sizeof key, "%s/master.key", dir);
+    snprintf(cmd, sizeof cmd, "'%s' keygen '%s' >/dev/null 2>&1 || '%s' keygen --out '%s' >/dev/null 2>&1",
+             cli, key, cli, key);
+    if (system(cmd) != 0)
+        printf("# server: `facepay keygen` failed; the server may read FACEPAY_MASTER_KEY\n");
+    const char *sargv[48] = {cli, "serve", "--port", "0", "--db", db, "--key", key,
+                             "--models", fpay_bench_models_dir(o)};
+    int sn = add_env_words(sargv, 10, 48, "FPAY_BENCH_SERVE_ARGS");
+    sargv[sn] = NULL;
+    int sfd = -1, rc = 1;
+    pid_t server = spawn(sargv, &sfd);
+    char log[8192];
+    int port = server > 0 ? read_port(sfd, 60000, log, sizeof log) : -1;
+    if (port < 0) {
+        printf("# server: SKIPPED: `facepay serve --port 0` did not report a port "
+               "(output: %.300s)\n",
+               server > 0 ? log : "could not start");
+        rc = 0;
+        goto out;
+    }
+    char url[64], term[32], dur[32];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    snprintf(term, sizeof term, "%ld", terminals);
+    snprintf(dur, sizeof dur, "%ld", duration);
+    const char *largv[48] = {load,  "--url", url, "--terminals", term, "--duration", dur,
+                             "--json", "--faces", fpay_bench_faces_dir(o)};
+    int ln = add_env_words(largv, 10, 48, "FPAY_BENCH_LOAD_ARGS");
+    largv[ln] = NULL;
+    if (!o->json)
+        printf("# server: %s on %s, %ld terminals for %ld s\n", load, url, terminals, duration);
+    int lfd = -1;
+    pid_t client = spawn(largv, &lfd);
+    char out[65536];
+    size_t used = 0;
+    for (ssize_t n; client > 0 && used + 1 < sizeof out &&
+                    (n = read(lfd, out + used, sizeof out - used - 1)) > 0;)
+        used += (size_t)n;
+    out[used] = '\0';
+    int status = 0;
+    if (client > 0) {
+        close(lfd);
+        waitpid(client, &status, 0);
+    }
+    /* The last line that parses as a JSON object. */
+    cJSON *res = NULL;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = line[0] == '{' ? cJSON_Parse(line) : NULL;
+        if (j) {
+            cJSON_Delete(res);
+            res = j;
+        }
+    }
+    if (!res || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "facepay-bench server: facepay-load failed (exit %d)\n",
+                WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        cJSON_Delete(res);
+        goto out;
+    }
+    char k[128];
+    snprintf(k, sizeof k, "server/t%ld", terminals);
+    cJSON *row = fpay_bench_row("server", "cpu", k);
+    cJSON *p = cJSON_GetObjectItem(row, "params");
+    cJSON_AddNumberToObject(p, "terminals", (double)terminals);
+    cJSON_AddNumberToObject(p, "duration_s", (double)duration);
+    cJSON *item;
+    cJSON_ArrayForEach(item, res)
+    {
+        if (cJSON_IsNumber(item)) {
+            const char *n = item->string;
+            int higher = strstr(n, "rps") || strstr(n, "per_s") || strstr(n, "ok");
+            fpay_bench_add_value(row, n, strstr(n, "_ms") ? "ms" : "", higher ? "higher" : "lower",
+                                 item->valuedouble);
+            if (!o->json)
+                printf("%-24s %12.3f\n", n, item->valuedouble);
+        } else if (cJSON_IsArray(item) && !strcmp(item->string, "latencies_ms")) {
+            int n = cJSON_GetArraySize(item);
+            double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+            for (int i = 0; v && i < n; i++)
+                v[i] = cJSON_GetArrayItem(item, i)->valuedouble;
+            if (v && n)
+                fpay_bench_add_samples(row, "latency_ms", "ms", "lower", v, n);
+            free(v);
+        }
+    }
+    cJSON_Delete(res);
+    fpay_bench_emit(o, row);
+    rc = 0;
+out:
+    if (server > 0) {
+        kill(-server, SIGTERM);
+        waitpid(server, NULL, 0);
+        close(sfd);
+    }
+    const char *files[] = {db, key};
+    for (size_t i = 0; i < 2; i++)
+        unlink(files[i]);
+    snprintf(cmd, sizeof cmd, "%s-wal", db);
+    unlink(cmd);
+    snprintf(cmd, sizeof cmd, "%s-shm", db);
+    unlink(cmd);
+    rmdir(dir);
+    return rc;
+}
