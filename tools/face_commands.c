@@ -50,6 +50,72 @@ const char *const fpay_face_usage =
     "  OPTS: --models DIR --backend B --threads N --profile default|kiosk|mobile\n"
     "        --min-face PX --liveness on|off\n";
 
+#define FACE_OPTS_HELP                                                        \
+    "options (all face commands):\n"                                         \
+    "  --models DIR        folder of the five .tflite models (default:\n"      \
+    "                      $FACEPAY_MODELS_DIR, else the build's models/)\n"   \
+    "  --backend B         auto (default), cpu, or a plugin: xnnpack, onednn,\n" \
+    "                      vulkan (see facepay backends)\n"                    \
+    "  --threads N         threads per session, 1..64 (eval: workers)\n"       \
+    "  --profile P         camera profile: default, kiosk or mobile\n"         \
+    "  --min-face PX       smallest face to look for, in pixels (>= 12)\n"     \
+    "  --liveness on|off   run the anti-spoofing model on the payer\n"         \
+    "  -h, --help          this text\n"
+
+static const struct {
+    const char *cmd, *text;
+} face_help[] = {
+    {"detect",
+     "usage: facepay detect [OPTIONS] IMAGE [--annotate OUT.png]\n"
+     "\n"
+     "Runs MTCNN on a JPEG or PNG, picks the payer (largest, most central\n"
+     "face), and prints every face found, the payer's quality gate and its\n"
+     "liveness score. Exit 0 when the pipeline ran, whatever it found.\n"
+     "\n"
+     "  --annotate OUT.png  also write the image with boxes and landmarks\n"
+     FACE_OPTS_HELP},
+    {"embed",
+     "usage: facepay embed [OPTIONS] [--whole] [--model PATH] IMAGE\n"
+     "\n"
+     "Detects the payer, aligns it to 112x112, runs MobileFaceNet and prints\n"
+     "the L2-normalised 192-value embedding with the stage timings.\n"
+     "\n"
+     "  --whole             resize the whole image to 112x112 instead of\n"
+     "                      detecting (for tight face crops)\n"
+     "  --model PATH        MobileFaceNet file; the other models are taken\n"
+     "                      from its folder\n"
+     FACE_OPTS_HELP},
+    {"compare",
+     "usage: facepay compare [OPTIONS] IMAGE_A IMAGE_B\n"
+     "\n"
+     "Embeds the payer of both images and prints their cosine similarity,\n"
+     "with the quality and liveness of each capture.\n"
+     "\n"
+     FACE_OPTS_HELP},
+    {"eval",
+     "usage: facepay eval [OPTIONS] --pairs FILE --root DIR [--roc OUT.svg]\n"
+     "                    [--threshold T]\n"
+     "\n"
+     "Verification accuracy on an LFW-style pairs file (View 1 'N' or\n"
+     "View 2 'FOLDS N' header): accuracy, ROC AUC, EER, TAR at FAR 1e-2 and\n"
+     "1e-3.\n"
+     "\n"
+     "  --pairs FILE        the pairs file\n"
+     "  --root DIR          folder holding <name>/<name>_<NNNN>.jpg\n"
+     "  --roc OUT.svg       also draw the ROC curve\n"
+     "  --threshold T       also the accuracy at cosine T (chosen on another\n"
+     "                      pairs file)\n"
+     FACE_OPTS_HELP},
+};
+
+const char *fpay_face_help(const char *cmd)
+{
+    for (size_t i = 0; i < sizeof face_help / sizeof face_help[0]; i++)
+        if (!strcmp(cmd, face_help[i].cmd))
+            return face_help[i].text;
+    return NULL;
+}
+
 int fpay_face_die(int code, const char *fmt, ...)
 {
     va_list ap;

@@ -5,6 +5,10 @@
 /* Usage lines of these commands, for facepay --help. */
 extern const char *const fpay_face_usage;
 
+/* The --help text of detect, embed, compare or eval; NULL for any other
+ * command. */
+const char *fpay_face_help(const char *cmd);
+
 /* Each returns the process exit code (0, 1 failure, 2 usage); argv holds
  * the command's arguments after its name. */
 int fpay_cmd_detect(int argc, char **argv);

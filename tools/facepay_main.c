@@ -11,6 +11,8 @@
 #include "facepay/backend.h" /* registry listing: `facepay backends` */
 #include "facepay/facepay.h"
 #include "face_commands.h" /* detect, embed, compare, eval */
+#include "service_commands.h" /* keygen, enroll, verify, ... (checkout) */
+#include "server/serve.h"   /* serve: the HTTP service */
 #include "fpay_simd.h"     /* `facepay cpuinfo`: detection and kernel tables */
 
 #include <errno.h>
@@ -41,9 +43,65 @@ static const char *const usage_text =
     "  cpuinfo                 detected CPU features, the ISA FACEPAY_ISA or\n"
     "                          detection chooses, and the kernel per family\n"
     "  version                 version and build id\n"
+    "  serve [OPTIONS]         the checkout service over HTTP (facepay serve --help)\n"
     "\n"
     "environment: FACEPAY_MODELS_DIR (default folder of the .tflite models),\n"
     "  FACEPAY_BACKEND_PATH (extra plugin folders), FACEPAY_DISABLE_<NAME>=1\n";
+
+/* `facepay CMD --help` of the commands of this file; the face commands'
+ * come from fpay_face_help(), the service commands parse --help themselves. */
+static const struct {
+    const char *cmd, *text;
+} command_help[] = {
+    {"info",
+     "usage: facepay info MODEL\n"
+     "\n"
+     "Imports a TFLite model and prints its operators before and after the\n"
+     "optimizer, tensor counts, parameters, multiply-accumulates at the\n"
+     "declared input shape, the inputs and outputs, the peak activation\n"
+     "memory of one run, and the file's sha256 fingerprint (compare it with\n"
+     "tools/models.sha256).\n"},
+    {"run",
+     "usage: facepay run [--batch N] [--shape D0,D1,..] [--backend B]\n"
+     "                   MODEL IN.f32... OUT_PREFIX\n"
+     "\n"
+     "Runs a model on raw little-endian float32 inputs, one file per graph\n"
+     "input holding exactly its element count, and writes output k to\n"
+     "OUT_PREFIX.out<k>.f32. Prints the backend and the run time.\n"
+     "\n"
+     "  --batch N           set dimension 0 of every input (1..65536)\n"
+     "  --shape D0,D1,..    set the whole shape of input 0 (fully\n"
+     "                      convolutional models such as P-Net)\n"
+     "  --backend B         auto (default), cpu, or a plugin name\n"
+     "  -h, --help          this text\n"},
+    {"backends",
+     "usage: facepay backends\n"
+     "\n"
+     "Lists the registered backends (name, version, probe result, where it\n"
+     "was loaded from) and the plugins that were refused, with the reason.\n"
+     "Plugins are searched in $FACEPAY_BACKEND_PATH, next to the program,\n"
+     "in ../lib/facepay/backends and in the install folder;\n"
+     "FACEPAY_DISABLE_<NAME>=1 skips one, FACEPAY_BACKEND picks \"auto\".\n"},
+    {"cpuinfo",
+     "usage: facepay cpuinfo\n"
+     "\n"
+     "Prints the CPU features detected (with the OS's register support),\n"
+     "the ISAs supported, the one chosen (FACEPAY_ISA=ref|avx2|avx512|neon\n"
+     "forces one) and the kernel used for each kernel family.\n"},
+    {"version",
+     "usage: facepay version\n"
+     "\n"
+     "Prints the library version and build id: git hash, compiler, build\n"
+     "type, ISAs compiled in and the backend ABI version.\n"},
+};
+
+static const char *command_help_text(const char *cmd)
+{
+    for (size_t i = 0; i < sizeof command_help / sizeof command_help[0]; i++)
+        if (!strcmp(cmd, command_help[i].cmd))
+            return command_help[i].text;
+    return fpay_face_help(cmd);
+}
 
 static int die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -385,15 +443,22 @@ int main(int argc, char **argv)
         !strcmp(argv[1], "help")) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
         fprintf(argc < 2 ? stderr : stdout, "\nface pipeline commands:\n%s", fpay_face_usage);
+        fprintf(argc < 2 ? stderr : stdout, "\ncheckout commands:\n%s", fpay_service_usage);
         return argc < 2 ? EXIT_USAGE : 0;
     }
-    for (int i = 2; i < argc; i++)
+    /* `facepay CMD ... --help`: that command's help. Commands without a
+     * text here (the service's) see --help themselves. */
+    const char *help = command_help_text(argv[1]);
+    for (int i = 2; help && i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(usage_text, stdout);
-            printf("\nface pipeline commands:\n%s", fpay_face_usage);
+            fputs(help, stdout);
             return 0;
         }
     const char *cmd = argv[1];
+    if (fpay_is_service_command(cmd))
+        return fpay_cmd_service(cmd, argc - 2, argv + 2);
+    if (!strcmp(cmd, "serve"))
+        return fpay_cmd_serve(argc - 2, argv + 2);
     if (!strcmp(cmd, "info"))
         return cmd_info(argc - 2, argv + 2);
     if (!strcmp(cmd, "run"))
