@@ -1,47 +1,35 @@
 /*
  * vulkan_backend.c - a facepay backend plugin on Vulkan compute (fp32).
  *
- * The plugin opens libvulkan.so.1 itself (dlopen + vkGetInstanceProcAddr), so
- * it loads everywhere and its probe reports, with a reason, a machine with no
- * loader, no driver (ICD) or no usable device.
+ * The plugin opens libvulkan.so.1 itself (vk_device.c), so it loads
+ * everywhere and its probe reports, with a reason, a machine with no loader,
+ * no driver (ICD) or no usable device. FPAY_BACKEND_CAP_ACCELERATOR is
+ * declared only when the chosen device is not a CPU, so "auto" never picks
+ * lavapipe.
  *
- * Device choice (probe and prepare, same rule): discrete GPU, then
- * integrated, then virtual, then CPU (Mesa lavapipe); the device must speak
- * Vulkan 1.2 (the shaders are SPIR-V 1.5) and have a compute queue.
- * FACEPAY_VK_DEVICE=<index>|<name substring> picks one. The backend declares
- * FPAY_BACKEND_CAP_ACCELERATOR only when that device is not a CPU, so "auto"
- * never picks lavapipe.
- *
- * Per session (prepare): its own VkInstance/VkDevice/queue (sessions may run
- * concurrently on different threads; nothing is shared), one compute
- * pipeline per op family (shapes travel as push constants, so a network needs
- * 4 pipelines, not one per node), and two storage buffers:
- *   - Wt: every weight, bias and PReLU slope of the nodes it runs, packed
- *     once (device-local; through a staging buffer when that memory is not
- *     host-visible);
- *   - A: one slot per non-constant tensor its nodes read or write (plus the
- *     constant operands of elementwise ops, written once), host-visible so
- *     partition inputs/outputs are copied with memcpy.
- * run_range records one command buffer per range: one dispatch per node with
- * a compute->compute barrier between them; the range's inputs are copied in
- * from ctx->buffers first and the tensors read after it (or graph outputs)
- * copied back at the end.
- *
- * Coverage: CONV_2D (any kernel/stride/dilation/padding, bias, residual
- * input 3, every epilogue), DEPTHWISE_CONV_2D (any multiplier), ADD/SUB/MUL
- * (broadcast up to 4-D, every epilogue), RESHAPE. fp32 only. Everything else
- * is declined and runs on the CPU backend. See docs/vulkan.md.
+ * Two levels of state:
+ *   - a device context (vk_ctx): instance, device, queue, command pool,
+ *     fence, the pipeline cache (kept on disk, vk_cache.c), the pipelines,
+ *     and the weights buffer: every constant an op we run reads (conv/FC
+ *     weights, biases, PReLU slopes, constant elementwise operands), packed
+ *     and uploaded once to device-local memory (through a staging buffer
+ *     unless that memory is host-visible). It depends on the model, not on
+ *     the shapes, so when a session re-prepares after a reshape (a new batch
+ *     size) the context released a moment before is taken back (a small
+ *     parking list keyed by a hash of the weights) instead of creating a
+ *     device and uploading again;
+ *   - the prepared state (vk_state, per prepare): the activation arena, laid
+ *     out by lifetime as core/src/memplan.c does (greedy, largest first), a
+ *     staging buffer when the arena is not host-visible, one descriptor set
+ *     per node binding exactly its tensors' ranges (so a batch is limited
+ *     per tensor by maxStorageBufferRange, not for the whole network), and
+ *     one recorded command buffer per range, reused by every run.
+ * See docs/vulkan.md.
  */
-#define VK_NO_PROTOTYPES
-#include "facepay/backend.h"
+#include "vk_internal.h"
 
-#include <vulkan/vulkan.h>
-
-#include <ctype.h>
-#include <dlfcn.h>
+#include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,300 +38,26 @@
 #include "fpay_vk_conv2d_spv.spv.h"
 #include "fpay_vk_copy_spv.spv.h"
 #include "fpay_vk_dwconv2d_spv.spv.h"
+#include "fpay_vk_fc_spv.spv.h"
+#include "fpay_vk_pool_spv.spv.h"
+#include "fpay_vk_softmax_spv.spv.h"
 
-/* A run that does not finish in this time is reported as an error (a lost
- * or hung device), never waited on forever. */
-#define FENCE_TIMEOUT_NS (60ull * 1000 * 1000 * 1000)
+/* How long a submission may take before the device counts as hung or lost
+ * (FACEPAY_VK_TIMEOUT_MS overrides): 60 s on a GPU; 10 min on a CPU device
+ * (lavapipe), whose speed depends on what else the machine runs. */
+#define DEFAULT_TIMEOUT_MS 60000u
+#define DEFAULT_TIMEOUT_CPU_MS 600000u
+#define RELEASE_GRACE_NS (5ull * 1000 * 1000 * 1000)
+#define SLOT_ALIGN 256u            /* >= any minStorageBufferOffsetAlignment */
+#define MAX_PIPES 48
+#define MAX_RANGES 16
+#define PARK_MAX 2
+#define PUSH_MAX 128
 
-static const char *vk_result_str(VkResult r)
+static bool env_on(const char *name)
 {
-    switch (r) {
-#define R_(x) case x: return #x;
-    R_(VK_SUCCESS) R_(VK_NOT_READY) R_(VK_TIMEOUT) R_(VK_INCOMPLETE)
-    R_(VK_ERROR_OUT_OF_HOST_MEMORY) R_(VK_ERROR_OUT_OF_DEVICE_MEMORY)
-    R_(VK_ERROR_INITIALIZATION_FAILED) R_(VK_ERROR_DEVICE_LOST)
-    R_(VK_ERROR_MEMORY_MAP_FAILED) R_(VK_ERROR_LAYER_NOT_PRESENT)
-    R_(VK_ERROR_EXTENSION_NOT_PRESENT) R_(VK_ERROR_FEATURE_NOT_PRESENT)
-    R_(VK_ERROR_INCOMPATIBLE_DRIVER) R_(VK_ERROR_TOO_MANY_OBJECTS)
-#undef R_
-    default: return "VkResult error";
-    }
-}
-
-/* ------------------------------------------------------------ the loader */
-
-#define VK_INSTANCE_FNS(X)                                                    \
-    X(vkDestroyInstance)                                                      \
-    X(vkEnumeratePhysicalDevices)                                             \
-    X(vkGetPhysicalDeviceProperties)                                          \
-    X(vkGetPhysicalDeviceProperties2)                                         \
-    X(vkGetPhysicalDeviceQueueFamilyProperties)                               \
-    X(vkGetPhysicalDeviceMemoryProperties)                                    \
-    X(vkCreateDevice)                                                         \
-    X(vkGetDeviceProcAddr)
-
-#define VK_DEVICE_FNS(X)                                                      \
-    X(vkDestroyDevice)                                                        \
-    X(vkGetDeviceQueue)                                                       \
-    X(vkCreateBuffer)                                                         \
-    X(vkDestroyBuffer)                                                        \
-    X(vkGetBufferMemoryRequirements)                                          \
-    X(vkAllocateMemory)                                                       \
-    X(vkFreeMemory)                                                           \
-    X(vkBindBufferMemory)                                                     \
-    X(vkMapMemory)                                                            \
-    X(vkUnmapMemory)                                                          \
-    X(vkCreateShaderModule)                                                   \
-    X(vkDestroyShaderModule)                                                  \
-    X(vkCreateDescriptorSetLayout)                                            \
-    X(vkDestroyDescriptorSetLayout)                                           \
-    X(vkCreatePipelineLayout)                                                 \
-    X(vkDestroyPipelineLayout)                                                \
-    X(vkCreateComputePipelines)                                               \
-    X(vkDestroyPipeline)                                                      \
-    X(vkCreateDescriptorPool)                                                 \
-    X(vkDestroyDescriptorPool)                                                \
-    X(vkAllocateDescriptorSets)                                               \
-    X(vkUpdateDescriptorSets)                                                 \
-    X(vkCreateCommandPool)                                                    \
-    X(vkDestroyCommandPool)                                                   \
-    X(vkAllocateCommandBuffers)                                               \
-    X(vkBeginCommandBuffer)                                                   \
-    X(vkEndCommandBuffer)                                                     \
-    X(vkResetCommandBuffer)                                                   \
-    X(vkCmdBindPipeline)                                                      \
-    X(vkCmdBindDescriptorSets)                                                \
-    X(vkCmdPushConstants)                                                     \
-    X(vkCmdDispatch)                                                          \
-    X(vkCmdPipelineBarrier)                                                   \
-    X(vkCmdCopyBuffer)                                                        \
-    X(vkCreateFence)                                                          \
-    X(vkDestroyFence)                                                         \
-    X(vkResetFences)                                                          \
-    X(vkWaitForFences)                                                        \
-    X(vkQueueSubmit)                                                          \
-    X(vkDeviceWaitIdle)
-
-typedef struct vk_fns {
-#define FN_(name) PFN_##name name;
-    VK_INSTANCE_FNS(FN_)
-    VK_DEVICE_FNS(FN_)
-#undef FN_
-} vk_fns;
-
-static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
-static PFN_vkGetInstanceProcAddr gipa;
-static char lib_error[256];
-
-static void open_libvulkan(void)
-{
-    /* Never closed: the driver may keep threads of its own. */
-    void *h = dlopen("libvulkan.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!h)
-        h = dlopen("libvulkan.so", RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        const char *e = dlerror();
-        snprintf(lib_error, sizeof lib_error, "no Vulkan loader: %s",
-                 e ? e : "libvulkan.so.1 not found");
-        return;
-    }
-    void *sym = dlsym(h, "vkGetInstanceProcAddr");
-    if (!sym) {
-        snprintf(lib_error, sizeof lib_error,
-                 "libvulkan.so.1 has no vkGetInstanceProcAddr");
-        return;
-    }
-    memcpy(&gipa, &sym, sizeof gipa); /* object pointer -> function pointer */
-}
-
-/* ------------------------------------------------------ device choice */
-
-typedef struct vk_choice {
-    VkPhysicalDevice pd;
-    uint32_t index, queue_family;
-    VkPhysicalDeviceProperties props;
-    char driver[2 * VK_MAX_DRIVER_NAME_SIZE + 4];
-} vk_choice;
-
-static int type_rank(VkPhysicalDeviceType t)
-{
-    switch (t) {
-    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return 4;
-    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return 3;
-    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return 2;
-    case VK_PHYSICAL_DEVICE_TYPE_CPU: return 1;
-    default: return 0;
-    }
-}
-
-static const char *type_name(VkPhysicalDeviceType t)
-{
-    switch (t) {
-    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return "discrete GPU";
-    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return "integrated GPU";
-    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return "virtual GPU";
-    case VK_PHYSICAL_DEVICE_TYPE_CPU: return "CPU";
-    default: return "other";
-    }
-}
-
-static bool contains_nocase(const char *hay, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (; *hay; hay++) {
-        size_t k = 0;
-        while (k < n && hay[k] &&
-               tolower((unsigned char)hay[k]) == tolower((unsigned char)needle[k]))
-            k++;
-        if (k == n)
-            return true;
-    }
-    return n == 0;
-}
-
-/* Creates an instance and picks the device. On failure *inst is destroyed
- * (VK_NULL_HANDLE) and why says what is missing. */
-static fpay_status create_instance(vk_fns *f, VkInstance *inst, char *why, size_t why_len)
-{
-    *inst = VK_NULL_HANDLE;
-    pthread_once(&lib_once, open_libvulkan);
-    if (!gipa) {
-        fpay_backend_set_err(why, why_len, "%s", lib_error);
-        return FPAY_BACKEND_UNAVAILABLE;
-    }
-    PFN_vkCreateInstance create =
-        (PFN_vkCreateInstance)gipa(VK_NULL_HANDLE, "vkCreateInstance");
-    PFN_vkEnumerateInstanceVersion enum_version =
-        (PFN_vkEnumerateInstanceVersion)gipa(VK_NULL_HANDLE, "vkEnumerateInstanceVersion");
-    uint32_t loader_version = VK_API_VERSION_1_0;
-    if (!create || !enum_version || enum_version(&loader_version) != VK_SUCCESS ||
-        loader_version < VK_API_VERSION_1_2) {
-        fpay_backend_set_err(why, why_len, "the Vulkan loader is older than 1.2");
-        return FPAY_BACKEND_UNAVAILABLE;
-    }
-    VkApplicationInfo app = {
-        .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
-        .pApplicationName = "facepay",
-        .pEngineName = "facepay",
-        .apiVersion = VK_API_VERSION_1_2,
-    };
-    VkInstanceCreateInfo ci = {
-        .sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
-        .pApplicationInfo = &app,
-    };
-    VkResult r = create(&ci, NULL, inst);
-    if (r != VK_SUCCESS) {
-        *inst = VK_NULL_HANDLE;
-        fpay_backend_set_err(why, why_len, "vkCreateInstance: %s%s", vk_result_str(r),
-                r == VK_ERROR_INCOMPATIBLE_DRIVER ? " (no Vulkan driver/ICD)" : "");
-        return FPAY_BACKEND_UNAVAILABLE;
-    }
-    bool ok = true;
-#define LOAD_(name)                                                           \
-    f->name = (PFN_##name)gipa(*inst, #name);                                 \
-    ok = ok && f->name;
-    VK_INSTANCE_FNS(LOAD_)
-#undef LOAD_
-    if (!ok) {
-        if (f->vkDestroyInstance)
-            f->vkDestroyInstance(*inst, NULL);
-        *inst = VK_NULL_HANDLE;
-        fpay_backend_set_err(why, why_len, "the Vulkan loader lacks a 1.2 instance function");
-        return FPAY_BACKEND_UNAVAILABLE;
-    }
-    return FPAY_OK;
-}
-
-static fpay_status choose_device(const vk_fns *f, VkInstance inst, vk_choice *c,
-                                 char *why, size_t why_len)
-{
-    uint32_t n = 0;
-    VkResult r = f->vkEnumeratePhysicalDevices(inst, &n, NULL);
-    if (r != VK_SUCCESS || n == 0) {
-        fpay_backend_set_err(why, why_len, "no Vulkan device (%s)",
-                r == VK_SUCCESS ? "none enumerated" : vk_result_str(r));
-        return FPAY_BACKEND_UNAVAILABLE;
-    }
-    VkPhysicalDevice *pds = calloc(n, sizeof *pds);
-    if (!pds) {
-        fpay_backend_set_err(why, why_len, "out of memory");
-        return FPAY_OUT_OF_MEMORY;
-    }
-    r = f->vkEnumeratePhysicalDevices(inst, &n, pds);
-    if (r != VK_SUCCESS && r != VK_INCOMPLETE) {
-        free(pds);
-        fpay_backend_set_err(why, why_len, "vkEnumeratePhysicalDevices: %s", vk_result_str(r));
-        return FPAY_BACKEND_UNAVAILABLE;
-    }
-    const char *want = getenv("FACEPAY_VK_DEVICE");
-    if (want && !*want)
-        want = NULL;
-    bool want_index = want && want[strspn(want, "0123456789")] == '\0';
-    long want_i = want_index ? strtol(want, NULL, 10) : -1;
-
-    int best = -1, best_rank = -1;
-    uint32_t best_q = 0;
-    char rejected[320] = "";
-    for (uint32_t i = 0; i < n; i++) {
-        VkPhysicalDeviceProperties p;
-        f->vkGetPhysicalDeviceProperties(pds[i], &p);
-        if (want_index && (long)i != want_i)
-            continue;
-        if (want && !want_index && !contains_nocase(p.deviceName, want))
-            continue;
-        if (p.apiVersion < VK_API_VERSION_1_2) {
-            snprintf(rejected, sizeof rejected, "%.200s speaks Vulkan %u.%u, 1.2 needed",
-                     p.deviceName, VK_API_VERSION_MAJOR(p.apiVersion),
-                     VK_API_VERSION_MINOR(p.apiVersion));
-            continue;
-        }
-        uint32_t nq = 0;
-        f->vkGetPhysicalDeviceQueueFamilyProperties(pds[i], &nq, NULL);
-        VkQueueFamilyProperties qf[16];
-        if (nq > 16)
-            nq = 16;
-        f->vkGetPhysicalDeviceQueueFamilyProperties(pds[i], &nq, qf);
-        int q = -1;
-        for (uint32_t k = 0; k < nq && q < 0; k++)
-            if ((qf[k].queueFlags & VK_QUEUE_COMPUTE_BIT) && qf[k].queueCount > 0)
-                q = (int)k;
-        if (q < 0) {
-            snprintf(rejected, sizeof rejected, "%.200s has no compute queue", p.deviceName);
-            continue;
-        }
-        int rank = type_rank(p.deviceType);
-        if (rank > best_rank) {
-            best = (int)i;
-            best_rank = rank;
-            best_q = (uint32_t)q;
-        }
-    }
-    if (best < 0) {
-        free(pds);
-        if (want)
-            fpay_backend_set_err(why, why_len, "FACEPAY_VK_DEVICE=%s matches no usable device of %u%s%s",
-                    want, n, *rejected ? ": " : "", rejected);
-        else
-            fpay_backend_set_err(why, why_len, "no usable Vulkan device of %u: %s", n, rejected);
-        return FPAY_BACKEND_UNAVAILABLE;
-    }
-    c->pd = pds[best];
-    c->index = (uint32_t)best;
-    c->queue_family = best_q;
-    free(pds);
-
-    VkPhysicalDeviceDriverProperties drv = {
-        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES,
-    };
-    VkPhysicalDeviceProperties2 p2 = {
-        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
-        .pNext = &drv,
-    };
-    f->vkGetPhysicalDeviceProperties2(c->pd, &p2);
-    c->props = p2.properties;
-    snprintf(c->driver, sizeof c->driver, "%.*s %.*s", VK_MAX_DRIVER_NAME_SIZE,
-             drv.driverName, VK_MAX_DRIVER_INFO_SIZE, drv.driverInfo);
-    return FPAY_OK;
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
 }
 
 /* ---------------------------------------------------------------- probe */
@@ -352,24 +66,34 @@ static fpay_backend_iface vk_iface;
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 static fpay_status probe_status = FPAY_BACKEND_UNAVAILABLE;
 static char probe_why[256];
-static char version_buf[1024] = "vulkan (no device)";
+static char version_buf[1280] = "vulkan (no device)";
+/* The chosen device's maxStorageBufferRange: supports_node declines a node
+ * with a tensor larger than one binding can show (it then runs on the CPU). */
+static VkDeviceSize g_max_range = 128u << 20;
 
 static void probe_device(void)
 {
     vk_fns f;
     memset(&f, 0, sizeof f);
     VkInstance inst;
-    probe_status = create_instance(&f, &inst, probe_why, sizeof probe_why);
+    probe_status = fpay_vk_create_instance(&f, &inst, probe_why, sizeof probe_why);
     if (probe_status)
         return;
     vk_choice c;
-    probe_status = choose_device(&f, inst, &c, probe_why, sizeof probe_why);
+    probe_status = fpay_vk_choose_device(&f, inst, &c, probe_why, sizeof probe_why);
     if (probe_status == FPAY_OK) {
         uint32_t v = c.props.apiVersion;
+        g_max_range = c.props.limits.maxStorageBufferRange;
         snprintf(version_buf, sizeof version_buf,
-                 "vulkan-1 (device %u: %.256s, %s, driver %.512s, API %u.%u.%u)", c.index,
-                 c.props.deviceName, type_name(c.props.deviceType), c.driver,
-                 VK_API_VERSION_MAJOR(v), VK_API_VERSION_MINOR(v), VK_API_VERSION_PATCH(v));
+                 "vulkan-2 (device %u: %.256s, %s, driver %.512s, API %u.%u.%u; "
+                 "maxStorageBufferRange %llu MiB, maxMemoryAllocationSize %llu MiB, "
+                 "fp16 storage %s, fp16 arithmetic %s)",
+                 c.index, c.props.deviceName, fpay_vk_type_name(c.props.deviceType),
+                 c.driver, VK_API_VERSION_MAJOR(v), VK_API_VERSION_MINOR(v),
+                 VK_API_VERSION_PATCH(v),
+                 (unsigned long long)(c.props.limits.maxStorageBufferRange >> 20),
+                 (unsigned long long)(c.max_alloc >> 20), c.fp16_storage ? "yes" : "no",
+                 c.fp16_arith ? "yes" : "no");
         if (c.props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU)
             vk_iface.caps |= FPAY_BACKEND_CAP_ACCELERATOR;
     }
@@ -388,10 +112,20 @@ static fpay_status vk_probe(char *why, size_t why_len)
 
 static const fpay_tensor *tensor(const fpay_graph *g, int t) { return &g->tensors[t]; }
 
+static bool is_const(const fpay_graph *g, int t)
+{
+    return (g->tensors[t].flags & FPAY_TENSOR_CONST) != 0;
+}
+
 static bool is_const_f32(const fpay_graph *g, int t)
 {
-    return t >= 0 && t < g->n_tensors && (g->tensors[t].flags & FPAY_TENSOR_CONST) &&
+    return t >= 0 && t < g->n_tensors && is_const(g, t) &&
            g->tensors[t].dtype == FPAY_DT_F32 && g->tensors[t].data;
+}
+
+static size_t tensor_bytes(const fpay_graph *g, int t)
+{
+    return (size_t)fpay_backend_elems(tensor(g, t)) * sizeof(float);
 }
 
 static bool act_ok(const fpay_graph *g, const fpay_node *n, int64_t channels)
@@ -410,13 +144,19 @@ static bool act_ok(const fpay_graph *g, const fpay_node *n, int64_t channels)
     return false;
 }
 
-static bool all_f32(const fpay_graph *g, const fpay_node *n)
+/* f32 everywhere, and every tensor small enough for one binding. */
+static bool tensors_ok(const fpay_graph *g, const fpay_node *n)
 {
-    for (int k = 0; k < n->n_inputs; k++)
-        if (n->inputs[k] >= 0 && g->tensors[n->inputs[k]].dtype != FPAY_DT_F32)
+    for (int k = 0; k < n->n_inputs; k++) {
+        int t = n->inputs[k];
+        if (t < 0)
+            continue;
+        if (g->tensors[t].dtype != FPAY_DT_F32 || tensor_bytes(g, t) > g_max_range)
             return false;
+    }
     for (int k = 0; k < n->n_outputs; k++)
-        if (g->tensors[n->outputs[k]].dtype != FPAY_DT_F32)
+        if (g->tensors[n->outputs[k]].dtype != FPAY_DT_F32 ||
+            tensor_bytes(g, n->outputs[k]) > g_max_range)
             return false;
     return true;
 }
@@ -431,46 +171,85 @@ static bool same_shape(const fpay_tensor *a, const fpay_tensor *b)
     return true;
 }
 
+static bool conv_ok(const fpay_graph *g, const fpay_node *n)
+{
+    const fpay_tensor *x = tensor(g, n->inputs[0]), *y = tensor(g, n->outputs[0]);
+    if (n->n_inputs < 2 || n->n_inputs > FPAY_CONV_INPUT_RESIDUAL + 1 || x->rank != 4 ||
+        y->rank != 4 || !is_const_f32(g, n->inputs[1]))
+        return false;
+    const fpay_tensor *w = tensor(g, n->inputs[1]);
+    if (w->rank != 4)
+        return false;
+    int64_t oc = y->dims[3];
+    if (n->op == FPAY_OP_CONV_2D) {
+        if (w->dims[0] != oc || w->dims[3] != x->dims[3])
+            return false; /* grouped convolution: not here */
+    } else {
+        int m = n->attr.conv.depth_multiplier;
+        if (w->dims[0] != 1 || w->dims[3] != oc || m < 1 || x->dims[3] * m != oc)
+            return false;
+    }
+    if (n->n_inputs > 2 && n->inputs[2] >= 0 &&
+        (!is_const_f32(g, n->inputs[2]) || fpay_backend_elems(tensor(g, n->inputs[2])) != oc))
+        return false;
+    if (n->n_inputs > FPAY_CONV_INPUT_RESIDUAL) {
+        int r = n->inputs[FPAY_CONV_INPUT_RESIDUAL];
+        if (r < 0 || is_const(g, r) || !same_shape(tensor(g, r), y))
+            return false;
+    }
+    const fpay_conv_attr *c = &n->attr.conv;
+    if (c->stride_h < 1 || c->stride_w < 1 || c->dilation_h < 1 || c->dilation_w < 1 ||
+        c->pad_top < 0 || c->pad_left < 0)
+        return false;
+    return act_ok(g, n, oc);
+}
+
+static bool fc_ok(const fpay_graph *g, const fpay_node *n)
+{
+    const fpay_tensor *x = tensor(g, n->inputs[0]), *y = tensor(g, n->outputs[0]);
+    if (n->n_inputs < 2 || n->n_inputs > 3 || !is_const_f32(g, n->inputs[1]) || y->rank < 1)
+        return false;
+    const fpay_tensor *w = tensor(g, n->inputs[1]);
+    if (w->rank != 2 || w->dims[0] < 1 || w->dims[1] < 1)
+        return false;
+    int64_t units = w->dims[0], k = w->dims[1], xe = fpay_backend_elems(x);
+    if (xe % k != 0 || y->dims[y->rank - 1] != units ||
+        fpay_backend_elems(y) != xe / k * units)
+        return false;
+    if (n->n_inputs > 2 && n->inputs[2] >= 0 &&
+        (!is_const_f32(g, n->inputs[2]) || fpay_backend_elems(tensor(g, n->inputs[2])) != units))
+        return false;
+    return act_ok(g, n, units);
+}
+
+static bool pool_ok(const fpay_node *n, const fpay_tensor *x, const fpay_tensor *y)
+{
+    const fpay_pool_attr *a = &n->attr.pool;
+    if (x->rank != 4 || y->rank != 4 || y->dims[3] != x->dims[3] || y->dims[0] != x->dims[0])
+        return false;
+    if (a->filter_h < 1 || a->filter_w < 1 || a->stride_h < 1 || a->stride_w < 1 ||
+        a->pad_top < 0 || a->pad_left < 0)
+        return false;
+    /* Pools carry only the clamp activations (shape inference says so). */
+    return n->act == FPAY_ACT_NONE || n->act == FPAY_ACT_RELU ||
+           n->act == FPAY_ACT_RELU6 || n->act == FPAY_ACT_RELU_N1_TO_1;
+}
+
 static bool vk_supports_node(const fpay_graph *g, int index)
 {
     if (index < 0 || index >= g->n_nodes)
         return false;
     const fpay_node *n = &g->nodes[index];
-    if (n->n_outputs != 1 || n->n_inputs < 1 || n->inputs[0] < 0 || !all_f32(g, n))
+    if (n->n_outputs != 1 || n->n_inputs < 1 || n->inputs[0] < 0 || !tensors_ok(g, n))
         return false;
     const fpay_tensor *x = tensor(g, n->inputs[0]), *y = tensor(g, n->outputs[0]);
+    bool x_const = is_const(g, n->inputs[0]);
     switch (n->op) {
     case FPAY_OP_CONV_2D:
-    case FPAY_OP_DEPTHWISE_CONV_2D: {
-        if (n->n_inputs < 2 || n->n_inputs > FPAY_CONV_INPUT_RESIDUAL + 1 ||
-            x->rank != 4 || y->rank != 4 || !is_const_f32(g, n->inputs[1]))
-            return false;
-        const fpay_tensor *w = tensor(g, n->inputs[1]);
-        if (w->rank != 4)
-            return false;
-        int64_t oc = y->dims[3];
-        if (n->op == FPAY_OP_CONV_2D) {
-            if (w->dims[0] != oc || w->dims[3] != x->dims[3])
-                return false; /* grouped convolution: not here */
-        } else {
-            int m = n->attr.conv.depth_multiplier;
-            if (w->dims[0] != 1 || w->dims[3] != oc || m < 1 || x->dims[3] * m != oc)
-                return false;
-        }
-        if (n->n_inputs > 2 && n->inputs[2] >= 0 &&
-            (!is_const_f32(g, n->inputs[2]) || fpay_backend_elems(tensor(g, n->inputs[2])) != oc))
-            return false;
-        if (n->n_inputs > FPAY_CONV_INPUT_RESIDUAL) {
-            int r = n->inputs[FPAY_CONV_INPUT_RESIDUAL];
-            if (r < 0 || !same_shape(tensor(g, r), y))
-                return false;
-        }
-        const fpay_conv_attr *c = &n->attr.conv;
-        if (c->stride_h < 1 || c->stride_w < 1 || c->dilation_h < 1 || c->dilation_w < 1 ||
-            c->pad_top < 0 || c->pad_left < 0)
-            return false;
-        return act_ok(g, n, oc);
-    }
+    case FPAY_OP_DEPTHWISE_CONV_2D:
+        return !x_const && conv_ok(g, n);
+    case FPAY_OP_FULLY_CONNECTED:
+        return !x_const && fc_ok(g, n);
     case FPAY_OP_ADD:
     case FPAY_OP_SUB:
     case FPAY_OP_MUL: {
@@ -479,59 +258,46 @@ static bool vk_supports_node(const fpay_graph *g, int index)
         const fpay_tensor *b = tensor(g, n->inputs[1]);
         if (x->rank > 4 || b->rank > 4 || y->rank > 4)
             return false;
-        if (((x->flags & FPAY_TENSOR_CONST) && !x->data) ||
-            ((b->flags & FPAY_TENSOR_CONST) && !b->data))
+        if ((x_const && !x->data) || (is_const(g, n->inputs[1]) && !b->data))
             return false;
         return act_ok(g, n, y->rank ? y->dims[y->rank - 1] : 1);
     }
+    case FPAY_OP_MAX_POOL_2D:
+    case FPAY_OP_AVERAGE_POOL_2D:
+        return !x_const && pool_ok(n, x, y);
+    case FPAY_OP_SOFTMAX:
+        return !x_const && n->act == FPAY_ACT_NONE && x->rank >= 1 && x->dims[x->rank - 1] >= 1 &&
+               fpay_backend_elems(x) == fpay_backend_elems(y);
     case FPAY_OP_RESHAPE:
-        return n->act == FPAY_ACT_NONE && !(x->flags & FPAY_TENSOR_CONST) &&
+        return n->act == FPAY_ACT_NONE && !x_const &&
                fpay_backend_elems(x) == fpay_backend_elems(y);
     default:
         return false;
     }
 }
 
-/* ------------------------------------------------------------- state */
+/* Constant inputs that live in the weights buffer: whatever an op we run may
+ * read, whether or not this prepare runs the node (so the set, and the
+ * context holding it, does not depend on the shapes). */
+static bool wants_const(const fpay_graph *g, const fpay_node *n, int k)
+{
+    switch (n->op) {
+    case FPAY_OP_CONV_2D:
+    case FPAY_OP_DEPTHWISE_CONV_2D:
+    case FPAY_OP_FULLY_CONNECTED:
+    case FPAY_OP_ADD:
+    case FPAY_OP_SUB:
+    case FPAY_OP_MUL:
+        return k < n->n_inputs && is_const_f32(g, n->inputs[k]);
+    default:
+        return false;
+    }
+}
 
-enum { PIPE_CONV, PIPE_DWCONV, PIPE_BINARY, PIPE_COPY, PIPE_COUNT };
+/* ------------------------------------------------------ device context */
 
-#define PUSH_MAX 128
-
-typedef struct conv_pc {
-    uint32_t x_off, y_off, r_off, w_off, b_off, s_off;
-    int32_t N, H, W, C, OH, OW, OC;
-    int32_t KH, KW, sh, sw, dh, dw, pt, pl, mult;
-    uint32_t flags, act;
-    float alpha;
-    uint32_t total;
-} conv_pc;
-
-typedef struct binary_pc {
-    uint32_t a_off, b_off, y_off, s_off;
-    uint32_t d[4], sa[4], sb[4];
-    uint32_t op, act;
-    float alpha;
-    uint32_t total;
-} binary_pc;
-
-typedef struct copy_pc {
-    uint32_t src_off, dst_off, total;
-} copy_pc;
-
-_Static_assert(sizeof(conv_pc) <= PUSH_MAX, "conv push constants");
-_Static_assert(sizeof(binary_pc) <= PUSH_MAX, "binary push constants");
-
-typedef struct vk_dispatch {
-    int pipe;                 /* PIPE_*, -1: nothing to do (empty tensor) */
-    uint32_t size;            /* bytes of push constants */
-    uint32_t total;           /* invocations */
-    union {
-        conv_pc conv;
-        binary_pc bin;
-        copy_pc copy;
-    } pc;
-} vk_dispatch;
+enum { PIPE_CONV, PIPE_DWCONV, PIPE_BINARY, PIPE_COPY, PIPE_POOL, PIPE_FC, PIPE_SOFTMAX,
+       PIPE_COUNT };
 
 typedef struct vk_buf {
     VkBuffer buf;
@@ -540,83 +306,44 @@ typedef struct vk_buf {
     VkDeviceSize size;
 } vk_buf;
 
-typedef struct vk_state {
+typedef struct vk_pipe {
+    int family;
+    int32_t spec[4];          /* KH, KW, SH, SW (0: from push constants) */
+    VkPipeline pipe;
+} vk_pipe;
+
+typedef struct vk_ctx {
     vk_fns f;
     VkInstance inst;
     VkDevice dev;
     VkQueue queue;
+    VkPhysicalDeviceProperties props;
     VkPhysicalDeviceMemoryProperties mem_props;
-    uint32_t max_groups_x, max_groups_y;
+    VkDeviceSize max_alloc;
+    uint64_t timeout_ns;
+    VkCommandPool cpool;
+    VkCommandBuffer cmd;      /* one-off uploads */
+    VkFence fence;
+    VkPipelineCache pcache;
+    bool pcache_dirty;
+    char cache_path[1024];
     VkDescriptorSetLayout dsl;
     VkPipelineLayout layout;
-    VkPipeline pipes[PIPE_COUNT];
-    VkDescriptorPool dpool;
-    VkDescriptorSet dset;
-    VkCommandPool cpool;
-    VkCommandBuffer cmd;
-    VkFence fence;
-    vk_buf act, wts;
-
-    int n_tensors, n_nodes;
-    int64_t *act_off;         /* tensor -> float offset in act, -1 none */
-    int64_t *wt_off;          /* tensor -> float offset in wts, -1 none */
-    vk_dispatch *disp;        /* per node (valid where mine) */
-    bool *mine;
-    int *stamp;               /* scratch for run_range */
-    int run_id;
-} vk_state;
-
-static void buf_free(vk_state *s, vk_buf *b)
-{
-    if (b->map)
-        s->f.vkUnmapMemory(s->dev, b->mem);
-    if (b->buf)
-        s->f.vkDestroyBuffer(s->dev, b->buf, NULL);
-    if (b->mem)
-        s->f.vkFreeMemory(s->dev, b->mem, NULL);
-    memset(b, 0, sizeof *b);
-}
-
-static void release_state(vk_state *s)
-{
-    if (!s)
-        return;
-    if (s->dev) {
-        s->f.vkDeviceWaitIdle(s->dev);
-        buf_free(s, &s->act);
-        buf_free(s, &s->wts);
-        if (s->fence)
-            s->f.vkDestroyFence(s->dev, s->fence, NULL);
-        if (s->cpool)
-            s->f.vkDestroyCommandPool(s->dev, s->cpool, NULL);
-        if (s->dpool)
-            s->f.vkDestroyDescriptorPool(s->dev, s->dpool, NULL);
-        for (int i = 0; i < PIPE_COUNT; i++)
-            if (s->pipes[i])
-                s->f.vkDestroyPipeline(s->dev, s->pipes[i], NULL);
-        if (s->layout)
-            s->f.vkDestroyPipelineLayout(s->dev, s->layout, NULL);
-        if (s->dsl)
-            s->f.vkDestroyDescriptorSetLayout(s->dev, s->dsl, NULL);
-        s->f.vkDestroyDevice(s->dev, NULL);
-    }
-    if (s->inst)
-        s->f.vkDestroyInstance(s->inst, NULL);
-    free(s->act_off);
-    free(s->wt_off);
-    free(s->disp);
-    free(s->mine);
-    free(s->stamp);
-    free(s);
-}
-
-static void vk_release(void *state) { release_state(state); }
+    vk_pipe pipes[MAX_PIPES];
+    int n_pipes;
+    vk_buf wts;
+    int n_tensors;
+    int64_t *wt_off;          /* tensor -> byte offset in wts, -1 none */
+    uint64_t key;             /* hash of the weights it holds */
+    bool broken;              /* a wait timed out or the device was lost */
+} vk_ctx;
 
 #define VKCHECK(call, what)                                                   \
     do {                                                                      \
         VkResult vr_ = (call);                                                \
         if (vr_ != VK_SUCCESS) {                                              \
-            fpay_backend_set_err(err, err_len, "%s: %s", what, vk_result_str(vr_));        \
+            fpay_backend_set_err(err, err_len, "%s: %s", what,                \
+                                 fpay_vk_result_str(vr_));                    \
             return vr_ == VK_ERROR_OUT_OF_HOST_MEMORY ||                      \
                            vr_ == VK_ERROR_OUT_OF_DEVICE_MEMORY               \
                        ? FPAY_OUT_OF_MEMORY                                   \
@@ -624,36 +351,53 @@ static void vk_release(void *state) { release_state(state); }
         }                                                                     \
     } while (0)
 
-static int find_memory(const vk_state *s, uint32_t type_bits, VkMemoryPropertyFlags want)
+static void buf_free(vk_ctx *c, vk_buf *b)
 {
-    for (uint32_t i = 0; i < s->mem_props.memoryTypeCount; i++)
+    if (b->map)
+        c->f.vkUnmapMemory(c->dev, b->mem);
+    if (b->buf)
+        c->f.vkDestroyBuffer(c->dev, b->buf, NULL);
+    if (b->mem)
+        c->f.vkFreeMemory(c->dev, b->mem, NULL);
+    memset(b, 0, sizeof *b);
+}
+
+static int find_memory(const vk_ctx *c, uint32_t type_bits, VkMemoryPropertyFlags want)
+{
+    for (uint32_t i = 0; i < c->mem_props.memoryTypeCount; i++)
         if ((type_bits & (1u << i)) &&
-            (s->mem_props.memoryTypes[i].propertyFlags & want) == want)
+            (c->mem_props.memoryTypes[i].propertyFlags & want) == want)
             return (int)i;
     return -1;
 }
 
-/* A storage buffer in the first memory type that has all of `prefer`, else
- * all of `need`; mapped when host-visible. */
-static fpay_status buf_create(vk_state *s, vk_buf *b, VkDeviceSize size,
-                              VkBufferUsageFlags usage, VkMemoryPropertyFlags prefer,
-                              VkMemoryPropertyFlags need, char *err, size_t err_len)
+/* A buffer in the first memory type with all of prefer[0], else prefer[1],
+ * else prefer[2] (0 ends the list); mapped when host-visible. */
+static fpay_status buf_create(vk_ctx *c, vk_buf *b, VkDeviceSize size, VkBufferUsageFlags usage,
+                              const VkMemoryPropertyFlags prefer[3], char *err, size_t err_len)
 {
+    if (size > c->max_alloc) {
+        fpay_backend_set_err(err, err_len,
+                             "vulkan: a %llu-byte buffer exceeds maxMemoryAllocationSize "
+                             "(%llu): use a smaller batch",
+                             (unsigned long long)size, (unsigned long long)c->max_alloc);
+        return FPAY_LIMIT_EXCEEDED;
+    }
     VkBufferCreateInfo bi = {
         .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
         .size = size,
         .usage = usage,
         .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
     };
-    VKCHECK(s->f.vkCreateBuffer(s->dev, &bi, NULL, &b->buf), "vkCreateBuffer");
+    VKCHECK(c->f.vkCreateBuffer(c->dev, &bi, NULL, &b->buf), "vkCreateBuffer");
     VkMemoryRequirements req;
-    s->f.vkGetBufferMemoryRequirements(s->dev, b->buf, &req);
-    int type = find_memory(s, req.memoryTypeBits, prefer);
-    if (type < 0)
-        type = find_memory(s, req.memoryTypeBits, need);
+    c->f.vkGetBufferMemoryRequirements(c->dev, b->buf, &req);
+    int type = -1;
+    for (int k = 0; k < 3 && type < 0 && prefer[k]; k++)
+        type = find_memory(c, req.memoryTypeBits, prefer[k]);
     if (type < 0) {
         fpay_backend_set_err(err, err_len, "no Vulkan memory type for a %llu-byte buffer",
-                (unsigned long long)size);
+                             (unsigned long long)size);
         return FPAY_BACKEND_UNAVAILABLE;
     }
     VkMemoryAllocateInfo ai = {
@@ -661,58 +405,124 @@ static fpay_status buf_create(vk_state *s, vk_buf *b, VkDeviceSize size,
         .allocationSize = req.size,
         .memoryTypeIndex = (uint32_t)type,
     };
-    VKCHECK(s->f.vkAllocateMemory(s->dev, &ai, NULL, &b->mem), "vkAllocateMemory");
-    VKCHECK(s->f.vkBindBufferMemory(s->dev, b->buf, b->mem, 0), "vkBindBufferMemory");
+    VKCHECK(c->f.vkAllocateMemory(c->dev, &ai, NULL, &b->mem), "vkAllocateMemory");
+    VKCHECK(c->f.vkBindBufferMemory(c->dev, b->buf, b->mem, 0), "vkBindBufferMemory");
     b->size = size;
-    if (s->mem_props.memoryTypes[type].propertyFlags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT)
-        VKCHECK(s->f.vkMapMemory(s->dev, b->mem, 0, VK_WHOLE_SIZE, 0, &b->map),
-                "vkMapMemory");
+    if (c->mem_props.memoryTypes[type].propertyFlags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT)
+        VKCHECK(c->f.vkMapMemory(c->dev, b->mem, 0, VK_WHOLE_SIZE, 0, &b->map), "vkMapMemory");
     return FPAY_OK;
 }
 
-static fpay_status submit_and_wait(vk_state *s, char *err, size_t err_len)
+#define MEM_DL VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT
+#define MEM_HV (VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT)
+
+static fpay_status stage_create(vk_ctx *c, vk_buf *b, VkDeviceSize size, char *err,
+                                size_t err_len)
 {
-    VKCHECK(s->f.vkEndCommandBuffer(s->cmd), "vkEndCommandBuffer");
+    static const VkMemoryPropertyFlags host[3] = {
+        MEM_HV | VK_MEMORY_PROPERTY_HOST_CACHED_BIT, MEM_HV, 0};
+    return buf_create(c, b, size,
+                      VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                      host, err, err_len);
+}
+
+/* Submits cmd and waits with the context's timeout. A timeout or a lost
+ * device marks the context broken: it is never used or parked again. */
+static fpay_status submit_wait(vk_ctx *c, VkCommandBuffer cmd, char *err, size_t err_len)
+{
     VkSubmitInfo si = {
         .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
         .commandBufferCount = 1,
-        .pCommandBuffers = &s->cmd,
+        .pCommandBuffers = &cmd,
     };
-    VKCHECK(s->f.vkResetFences(s->dev, 1, &s->fence), "vkResetFences");
-    VKCHECK(s->f.vkQueueSubmit(s->queue, 1, &si, s->fence), "vkQueueSubmit");
-    VKCHECK(s->f.vkWaitForFences(s->dev, 1, &s->fence, VK_TRUE, FENCE_TIMEOUT_NS),
-            "vkWaitForFences");
+    VKCHECK(c->f.vkResetFences(c->dev, 1, &c->fence), "vkResetFences");
+    VkResult r = c->f.vkQueueSubmit(c->queue, 1, &si, c->fence);
+    if (r == VK_SUCCESS && env_on("FACEPAY_VK_FAULT_LOST")) /* fault injection (tests) */
+        r = VK_ERROR_DEVICE_LOST;
+    if (r == VK_SUCCESS)
+        r = c->f.vkWaitForFences(c->dev, 1, &c->fence, VK_TRUE, c->timeout_ns);
+    if (r != VK_SUCCESS) {
+        c->broken = true;
+        fpay_backend_set_err(err, err_len, "vulkan: %s%s", fpay_vk_result_str(r),
+                             r == VK_TIMEOUT ? " (the device did not finish in time: "
+                                               "hung or lost; FACEPAY_VK_TIMEOUT_MS)"
+                                             : "");
+        return FPAY_BACKEND_UNAVAILABLE;
+    }
     return FPAY_OK;
 }
 
-static fpay_status begin_cmd(vk_state *s, char *err, size_t err_len)
+static void save_pipeline_cache(vk_ctx *c)
 {
-    VKCHECK(s->f.vkResetCommandBuffer(s->cmd, 0), "vkResetCommandBuffer");
-    VkCommandBufferBeginInfo bi = {
-        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
-    };
-    VKCHECK(s->f.vkBeginCommandBuffer(s->cmd, &bi), "vkBeginCommandBuffer");
-    return FPAY_OK;
+    if (!c->pcache || !c->pcache_dirty || !c->cache_path[0])
+        return;
+    c->pcache_dirty = false;
+    size_t n = 0;
+    if (c->f.vkGetPipelineCacheData(c->dev, c->pcache, &n, NULL) != VK_SUCCESS || n == 0)
+        return;
+    void *data = malloc(n);
+    if (data && c->f.vkGetPipelineCacheData(c->dev, c->pcache, &n, data) == VK_SUCCESS)
+        fpay_vk_cache_save(c->cache_path, data, n);
+    free(data);
 }
 
-/* ------------------------------------------------------------- prepare */
-
-static fpay_status create_device(vk_state *s, char *err, size_t err_len)
+static void ctx_destroy(vk_ctx *c)
 {
-    fpay_status st = create_instance(&s->f, &s->inst, err, err_len);
+    if (!c)
+        return;
+    if (c->dev) {
+        if (c->broken) {
+            /* Work may still be in flight: freeing what it uses is undefined
+             * and waiting for idle may never return. Give it a bounded grace;
+             * if it does not finish, leak the device rather than hang. */
+            if (c->f.vkWaitForFences(c->dev, 1, &c->fence, VK_TRUE, RELEASE_GRACE_NS) !=
+                VK_SUCCESS)
+                return;
+        }
+        c->f.vkDeviceWaitIdle(c->dev);
+        for (int i = 0; i < c->n_pipes; i++)
+            c->f.vkDestroyPipeline(c->dev, c->pipes[i].pipe, NULL);
+        if (c->pcache)
+            c->f.vkDestroyPipelineCache(c->dev, c->pcache, NULL);
+        if (c->layout)
+            c->f.vkDestroyPipelineLayout(c->dev, c->layout, NULL);
+        if (c->dsl)
+            c->f.vkDestroyDescriptorSetLayout(c->dev, c->dsl, NULL);
+        buf_free(c, &c->wts);
+        if (c->fence)
+            c->f.vkDestroyFence(c->dev, c->fence, NULL);
+        if (c->cpool)
+            c->f.vkDestroyCommandPool(c->dev, c->cpool, NULL);
+        c->f.vkDestroyDevice(c->dev, NULL);
+    }
+    if (c->inst)
+        c->f.vkDestroyInstance(c->inst, NULL);
+    free(c->wt_off);
+    free(c);
+}
+
+static fpay_status ctx_device(vk_ctx *c, char *err, size_t err_len)
+{
+    fpay_status st = fpay_vk_create_instance(&c->f, &c->inst, err, err_len);
     if (st)
         return st;
-    vk_choice c;
-    if ((st = choose_device(&s->f, s->inst, &c, err, err_len)))
+    vk_choice ch;
+    if ((st = fpay_vk_choose_device(&c->f, c->inst, &ch, err, err_len)))
         return st;
-    s->f.vkGetPhysicalDeviceMemoryProperties(c.pd, &s->mem_props);
-    s->max_groups_x = c.props.limits.maxComputeWorkGroupCount[0];
-    s->max_groups_y = c.props.limits.maxComputeWorkGroupCount[1];
+    c->props = ch.props;
+    c->max_alloc = ch.max_alloc;
+    c->f.vkGetPhysicalDeviceMemoryProperties(ch.pd, &c->mem_props);
+    const char *tmo = getenv("FACEPAY_VK_TIMEOUT_MS");
+    uint64_t ms = ch.props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU ? DEFAULT_TIMEOUT_CPU_MS
+                                                                      : DEFAULT_TIMEOUT_MS;
+    if (tmo && *tmo)
+        ms = strtoull(tmo, NULL, 10);
+    c->timeout_ns = ms * 1000000ull;
+
     float prio = 1.0f;
     VkDeviceQueueCreateInfo qi = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
-        .queueFamilyIndex = c.queue_family,
+        .queueFamilyIndex = ch.queue_family,
         .queueCount = 1,
         .pQueuePriorities = &prio,
     };
@@ -721,54 +531,75 @@ static fpay_status create_device(vk_state *s, char *err, size_t err_len)
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &qi,
     };
-    VKCHECK(s->f.vkCreateDevice(c.pd, &di, NULL, &s->dev), "vkCreateDevice");
+    VKCHECK(c->f.vkCreateDevice(ch.pd, &di, NULL, &c->dev), "vkCreateDevice");
     bool ok = true;
 #define LOAD_(name)                                                           \
-    s->f.name = (PFN_##name)s->f.vkGetDeviceProcAddr(s->dev, #name);          \
-    ok = ok && s->f.name;
+    c->f.name = (PFN_##name)c->f.vkGetDeviceProcAddr(c->dev, #name);          \
+    ok = ok && c->f.name;
     VK_DEVICE_FNS(LOAD_)
 #undef LOAD_
     if (!ok) {
         /* vkDestroyDevice may be the one missing: leak rather than crash. */
-        if (!s->f.vkDestroyDevice)
-            s->dev = VK_NULL_HANDLE;
+        if (!c->f.vkDestroyDevice)
+            c->dev = VK_NULL_HANDLE;
         fpay_backend_set_err(err, err_len, "the Vulkan driver lacks a 1.2 device function");
         return FPAY_BACKEND_UNAVAILABLE;
     }
-    s->f.vkGetDeviceQueue(s->dev, c.queue_family, 0, &s->queue);
+    c->f.vkGetDeviceQueue(c->dev, ch.queue_family, 0, &c->queue);
 
     VkCommandPoolCreateInfo pi = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
         .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
-        .queueFamilyIndex = c.queue_family,
+        .queueFamilyIndex = ch.queue_family,
     };
-    VKCHECK(s->f.vkCreateCommandPool(s->dev, &pi, NULL, &s->cpool), "vkCreateCommandPool");
+    VKCHECK(c->f.vkCreateCommandPool(c->dev, &pi, NULL, &c->cpool), "vkCreateCommandPool");
     VkCommandBufferAllocateInfo ai = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-        .commandPool = s->cpool,
+        .commandPool = c->cpool,
         .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
         .commandBufferCount = 1,
     };
-    VKCHECK(s->f.vkAllocateCommandBuffers(s->dev, &ai, &s->cmd), "vkAllocateCommandBuffers");
+    VKCHECK(c->f.vkAllocateCommandBuffers(c->dev, &ai, &c->cmd), "vkAllocateCommandBuffers");
     VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-    VKCHECK(s->f.vkCreateFence(s->dev, &fi, NULL, &s->fence), "vkCreateFence");
-    return FPAY_OK;
-}
+    VKCHECK(c->f.vkCreateFence(c->dev, &fi, NULL, &c->fence), "vkCreateFence");
 
-static fpay_status create_pipelines(vk_state *s, const bool *need, char *err, size_t err_len)
-{
-    VkDescriptorSetLayoutBinding b[2] = {
-        {.binding = 0, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-         .descriptorCount = 1, .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT},
-        {.binding = 1, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-         .descriptorCount = 1, .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT},
+    /* The pipeline cache: seeded from disk when the file is for this
+     * device; a missing or bad file just means an empty cache. */
+    size_t n = 0;
+    void *data = NULL;
+    if (fpay_vk_cache_path(&c->props, c->cache_path, sizeof c->cache_path))
+        data = fpay_vk_cache_load(c->cache_path, &c->props, &n);
+    else
+        c->cache_path[0] = '\0';
+    VkPipelineCacheCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO,
+        .initialDataSize = n,
+        .pInitialData = data,
     };
+    VkResult r = c->f.vkCreatePipelineCache(c->dev, &ci, NULL, &c->pcache);
+    if (r != VK_SUCCESS && data) { /* the driver refused the data: start empty */
+        ci.initialDataSize = 0;
+        ci.pInitialData = NULL;
+        r = c->f.vkCreatePipelineCache(c->dev, &ci, NULL, &c->pcache);
+    }
+    free(data);
+    if (r != VK_SUCCESS)
+        c->pcache = VK_NULL_HANDLE; /* optional */
+
+    VkDescriptorSetLayoutBinding b[4];
+    for (uint32_t k = 0; k < 4; k++)
+        b[k] = (VkDescriptorSetLayoutBinding){
+            .binding = k,
+            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .descriptorCount = 1,
+            .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
+        };
     VkDescriptorSetLayoutCreateInfo dli = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-        .bindingCount = 2,
+        .bindingCount = 4,
         .pBindings = b,
     };
-    VKCHECK(s->f.vkCreateDescriptorSetLayout(s->dev, &dli, NULL, &s->dsl),
+    VKCHECK(c->f.vkCreateDescriptorSetLayout(c->dev, &dli, NULL, &c->dsl),
             "vkCreateDescriptorSetLayout");
     VkPushConstantRange pcr = {
         .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .offset = 0, .size = PUSH_MAX,
@@ -776,51 +607,533 @@ static fpay_status create_pipelines(vk_state *s, const bool *need, char *err, si
     VkPipelineLayoutCreateInfo li = {
         .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
         .setLayoutCount = 1,
-        .pSetLayouts = &s->dsl,
+        .pSetLayouts = &c->dsl,
         .pushConstantRangeCount = 1,
         .pPushConstantRanges = &pcr,
     };
-    VKCHECK(s->f.vkCreatePipelineLayout(s->dev, &li, NULL, &s->layout),
+    VKCHECK(c->f.vkCreatePipelineLayout(c->dev, &li, NULL, &c->layout),
             "vkCreatePipelineLayout");
+    return FPAY_OK;
+}
 
+/* The pipeline of a family with these specialization constants, created on
+ * first use (through the pipeline cache). When the table is nearly full,
+ * conv families fall back to their unspecialized pipeline. */
+static fpay_status ctx_pipeline(vk_ctx *c, int family, const int32_t spec_in[4],
+                                VkPipeline *out, char *err, size_t err_len)
+{
+    int32_t spec[4] = {0, 0, 0, 0};
+    if (spec_in && c->n_pipes < MAX_PIPES - PIPE_COUNT)
+        memcpy(spec, spec_in, sizeof spec);
+    for (int i = 0; i < c->n_pipes; i++)
+        if (c->pipes[i].family == family && memcmp(c->pipes[i].spec, spec, sizeof spec) == 0) {
+            *out = c->pipes[i].pipe;
+            return FPAY_OK;
+        }
+    if (c->n_pipes >= MAX_PIPES) {
+        fpay_backend_set_err(err, err_len, "vulkan: pipeline table full");
+        return FPAY_INTERNAL;
+    }
     static const struct { const uint32_t *code; size_t size; } spv[PIPE_COUNT] = {
         [PIPE_CONV] = {fpay_vk_conv2d_spv, sizeof fpay_vk_conv2d_spv},
         [PIPE_DWCONV] = {fpay_vk_dwconv2d_spv, sizeof fpay_vk_dwconv2d_spv},
         [PIPE_BINARY] = {fpay_vk_binary_spv, sizeof fpay_vk_binary_spv},
         [PIPE_COPY] = {fpay_vk_copy_spv, sizeof fpay_vk_copy_spv},
+        [PIPE_POOL] = {fpay_vk_pool_spv, sizeof fpay_vk_pool_spv},
+        [PIPE_FC] = {fpay_vk_fc_spv, sizeof fpay_vk_fc_spv},
+        [PIPE_SOFTMAX] = {fpay_vk_softmax_spv, sizeof fpay_vk_softmax_spv},
     };
-    for (int i = 0; i < PIPE_COUNT; i++) {
-        if (!need[i])
-            continue; /* only the families this graph uses */
-        VkShaderModuleCreateInfo mi = {
-            .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
-            .codeSize = spv[i].size,
-            .pCode = spv[i].code,
-        };
-        VkShaderModule mod;
-        VKCHECK(s->f.vkCreateShaderModule(s->dev, &mi, NULL, &mod), "vkCreateShaderModule");
-        VkComputePipelineCreateInfo ci = {
-            .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
-            .stage = {
-                .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
-                .stage = VK_SHADER_STAGE_COMPUTE_BIT,
-                .module = mod,
-                .pName = "main",
-            },
-            .layout = s->layout,
-        };
-        VkResult r = s->f.vkCreateComputePipelines(s->dev, VK_NULL_HANDLE, 1, &ci, NULL,
-                                                   &s->pipes[i]);
-        s->f.vkDestroyShaderModule(s->dev, mod, NULL);
-        VKCHECK(r, "vkCreateComputePipelines");
-    }
+    VkShaderModuleCreateInfo mi = {
+        .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+        .codeSize = spv[family].size,
+        .pCode = spv[family].code,
+    };
+    VkShaderModule mod;
+    VKCHECK(c->f.vkCreateShaderModule(c->dev, &mi, NULL, &mod), "vkCreateShaderModule");
+    VkSpecializationMapEntry map[4];
+    for (uint32_t k = 0; k < 4; k++)
+        map[k] = (VkSpecializationMapEntry){
+            .constantID = k, .offset = k * (uint32_t)sizeof(int32_t), .size = sizeof(int32_t)};
+    VkSpecializationInfo si = {
+        .mapEntryCount = 4, .pMapEntries = map, .dataSize = sizeof spec, .pData = spec,
+    };
+    bool conv = family == PIPE_CONV || family == PIPE_DWCONV;
+    VkComputePipelineCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .stage = {
+            .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+            .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+            .module = mod,
+            .pName = "main",
+            .pSpecializationInfo = conv ? &si : NULL,
+        },
+        .layout = c->layout,
+    };
+    VkPipeline p;
+    VkResult r = c->f.vkCreateComputePipelines(c->dev, c->pcache, 1, &ci, NULL, &p);
+    c->f.vkDestroyShaderModule(c->dev, mod, NULL);
+    VKCHECK(r, "vkCreateComputePipelines");
+    c->pipes[c->n_pipes++] = (vk_pipe){.family = family,
+                                       .spec = {spec[0], spec[1], spec[2], spec[3]},
+                                       .pipe = p};
+    c->pcache_dirty = true;
+    *out = p;
     return FPAY_OK;
+}
+
+static uint64_t hash_mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    return h;
+}
+
+/* Which constants go into the weights buffer (byte offsets) and a hash of
+ * them, contents included: a parked context is taken back only by a graph
+ * with the very same weights (a freed model's address may be reused). */
+static uint64_t weight_layout(const fpay_graph *g, int64_t *off, size_t *total)
+{
+    uint64_t h = hash_mix(0, (uint64_t)g->n_tensors);
+    size_t bytes = 0;
+    for (int t = 0; t < g->n_tensors; t++)
+        off[t] = -1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const fpay_node *n = &g->nodes[i];
+        for (int k = 0; k <= n->n_inputs; k++) {
+            int t = k < n->n_inputs ? n->inputs[k] : n->act_slope;
+            if (k < n->n_inputs ? !wants_const(g, n, k)
+                                : (n->act != FPAY_ACT_PRELU || !is_const_f32(g, t)))
+                continue;
+            if (off[t] >= 0)
+                continue;
+            off[t] = (int64_t)bytes;
+            size_t nb = tensor_bytes(g, t);
+            bytes += (nb + SLOT_ALIGN - 1) / SLOT_ALIGN * SLOT_ALIGN;
+            h = hash_mix(h, (uint64_t)t);
+            h = hash_mix(h, (uint64_t)nb);
+            const unsigned char *d = g->tensors[t].data;
+            uint64_t w, hc = 0xcbf29ce484222325ull;
+            size_t j = 0;
+            for (; j + 8 <= nb; j += 8) {
+                memcpy(&w, d + j, 8);
+                hc = (hc ^ w) * 0x100000001b3ull;
+                hc ^= hc >> 29;
+            }
+            for (; j < nb; j++)
+                hc = (hc ^ d[j]) * 0x100000001b3ull;
+            h = hash_mix(h, hc);
+        }
+    }
+    *total = bytes;
+    return h;
+}
+
+static fpay_status ctx_upload_weights(vk_ctx *c, const fpay_graph *g, size_t bytes,
+                                      char *err, size_t err_len)
+{
+    VkDeviceSize size = bytes ? bytes : SLOT_ALIGN;
+    if (size > c->props.limits.maxStorageBufferRange) {
+        fpay_backend_set_err(err, err_len,
+                             "vulkan: %llu bytes of weights exceed maxStorageBufferRange",
+                             (unsigned long long)size);
+        return FPAY_LIMIT_EXCEEDED;
+    }
+    static const VkMemoryPropertyFlags dl[3] = {MEM_DL | MEM_HV, MEM_DL, MEM_HV};
+    fpay_status st = buf_create(c, &c->wts, size,
+                                VK_BUFFER_USAGE_STORAGE_BUFFER_BIT |
+                                    VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                                dl, err, err_len);
+    if (st)
+        return st;
+    /* Device-local and host-visible (lavapipe, integrated GPUs, ReBAR):
+     * write through the mapping; otherwise (or FACEPAY_VK_STAGING=1, which
+     * tests the discrete-GPU path anywhere) through a staging buffer. */
+    bool staging = !c->wts.map || env_on("FACEPAY_VK_STAGING");
+    vk_buf stage = {0};
+    unsigned char *dst = c->wts.map;
+    if (staging) {
+        if ((st = stage_create(c, &stage, size, err, err_len))) {
+            buf_free(c, &stage);
+            return st;
+        }
+        dst = stage.map;
+    }
+    for (int t = 0; t < g->n_tensors; t++)
+        if (c->wt_off[t] >= 0)
+            memcpy(dst + c->wt_off[t], g->tensors[t].data, tensor_bytes(g, t));
+    if (staging) {
+        VkCommandBufferBeginInfo bi = {
+            .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+            .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
+        };
+        VkResult r = c->f.vkBeginCommandBuffer(c->cmd, &bi);
+        if (r == VK_SUCCESS) {
+            VkBufferCopy region = {.size = size};
+            c->f.vkCmdCopyBuffer(c->cmd, stage.buf, c->wts.buf, 1, &region);
+            VkMemoryBarrier mb = {
+                .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT,
+                .dstAccessMask = VK_ACCESS_SHADER_READ_BIT,
+            };
+            c->f.vkCmdPipelineBarrier(c->cmd, VK_PIPELINE_STAGE_TRANSFER_BIT,
+                                      VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0,
+                                      NULL, 0, NULL);
+            r = c->f.vkEndCommandBuffer(c->cmd);
+        }
+        if (r != VK_SUCCESS) {
+            buf_free(c, &stage);
+            VKCHECK(r, "recording the weight upload");
+        }
+        st = submit_wait(c, c->cmd, err, err_len);
+        if (st == FPAY_OK || !c->broken)
+            buf_free(c, &stage);
+    }
+    return st;
+}
+
+/* Contexts released by a session, kept for its next prepare (a reshape) or
+ * another session of the same model. FACEPAY_VK_PARK=0 turns it off. */
+static pthread_mutex_t park_mu = PTHREAD_MUTEX_INITIALIZER;
+static vk_ctx *parked[PARK_MAX];
+
+static fpay_status ctx_acquire(const fpay_graph *g, vk_ctx **out, char *err, size_t err_len)
+{
+    *out = NULL;
+    int64_t *off = malloc(((size_t)g->n_tensors + 1) * sizeof *off);
+    if (!off) {
+        fpay_backend_set_err(err, err_len, "out of memory");
+        return FPAY_OUT_OF_MEMORY;
+    }
+    size_t bytes = 0;
+    uint64_t key = weight_layout(g, off, &bytes);
+    pthread_mutex_lock(&park_mu);
+    for (int i = 0; i < PARK_MAX; i++)
+        if (parked[i] && parked[i]->key == key && parked[i]->n_tensors == g->n_tensors) {
+            *out = parked[i];
+            parked[i] = NULL;
+            break;
+        }
+    pthread_mutex_unlock(&park_mu);
+    if (*out) {
+        free(off);
+        return FPAY_OK;
+    }
+    vk_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        free(off);
+        fpay_backend_set_err(err, err_len, "out of memory");
+        return FPAY_OUT_OF_MEMORY;
+    }
+    c->wt_off = off;
+    c->n_tensors = g->n_tensors;
+    c->key = key;
+    fpay_status st = ctx_device(c, err, err_len);
+    if (!st)
+        st = ctx_upload_weights(c, g, bytes, err, err_len);
+    if (st) {
+        ctx_destroy(c);
+        return st;
+    }
+    *out = c;
+    return FPAY_OK;
+}
+
+/* Parked contexts are destroyed at exit (atexit runs before the libraries'
+ * own destructors, so the driver is still there): a device left alive
+ * would show its driver's allocations as leaks under LSan. */
+static void unpark_all(void)
+{
+    pthread_mutex_lock(&park_mu);
+    vk_ctx *all[PARK_MAX];
+    memcpy(all, parked, sizeof all);
+    memset(parked, 0, sizeof parked);
+    pthread_mutex_unlock(&park_mu);
+    for (int i = 0; i < PARK_MAX; i++)
+        ctx_destroy(all[i]);
+}
+
+static pthread_once_t atexit_once = PTHREAD_ONCE_INIT;
+static void register_unpark(void) { (void)atexit(unpark_all); }
+
+static bool park_enabled(void)
+{
+    const char *v = getenv("FACEPAY_VK_PARK");
+    return !(v && strcmp(v, "0") == 0);
+}
+
+static void ctx_release(vk_ctx *c)
+{
+    if (!c)
+        return;
+    save_pipeline_cache(c);
+    vk_ctx *evict = c;
+    if (!c->broken && park_enabled()) {
+        pthread_once(&atexit_once, register_unpark);
+        pthread_mutex_lock(&park_mu);
+        int slot = -1;
+        for (int i = 0; i < PARK_MAX && slot < 0; i++)
+            if (!parked[i])
+                slot = i;
+        if (slot < 0) { /* full: the oldest goes */
+            evict = parked[0];
+            memmove(parked, parked + 1, (PARK_MAX - 1) * sizeof *parked);
+            slot = PARK_MAX - 1;
+        } else {
+            evict = NULL;
+        }
+        parked[slot] = c;
+        pthread_mutex_unlock(&park_mu);
+    }
+    ctx_destroy(evict);
+}
+
+/* ------------------------------------------------------- prepared state */
+
+typedef struct conv_pc {
+    uint32_t w_off, b_off, s_off;
+    int32_t N, H, W, C, OH, OW, OC;
+    int32_t KH, KW, sh, sw, dh, dw, pt, pl, mult;
+    uint32_t flags, act;
+    float alpha;
+    uint32_t total;
+} conv_pc;
+
+typedef struct binary_pc {
+    uint32_t s_off;
+    uint32_t d[4], sa[4], sb[4];
+    uint32_t op, act;
+    float alpha;
+    uint32_t total;
+} binary_pc;
+
+typedef struct pool_pc {
+    int32_t N, H, W, C, OH, OW, FH, FW, sh, sw, pt, pl;
+    uint32_t avg, act, total;
+} pool_pc;
+
+typedef struct fc_pc {
+    uint32_t w_off, b_off, s_off, K, units, flags, act;
+    float alpha;
+    uint32_t total;
+} fc_pc;
+
+typedef struct softmax_pc {
+    uint32_t rows, cols;
+} softmax_pc;
+
+typedef struct copy_pc {
+    uint32_t total;
+} copy_pc;
+
+_Static_assert(sizeof(conv_pc) <= PUSH_MAX, "conv push constants");
+_Static_assert(sizeof(binary_pc) <= PUSH_MAX, "binary push constants");
+_Static_assert(sizeof(pool_pc) <= PUSH_MAX, "pool push constants");
+
+typedef struct vk_dispatch {
+    VkPipeline pipe;          /* VK_NULL_HANDLE: nothing to do (empty tensor) */
+    uint32_t size;            /* bytes of push constants */
+    uint32_t total;           /* invocations */
+    union {
+        conv_pc conv;
+        binary_pc bin;
+        pool_pc pool;
+        fc_pc fc;
+        softmax_pc sm;
+        copy_pc copy;
+    } pc;
+} vk_dispatch;
+
+/* A recorded range: its command buffer and the tensors copied in before it
+ * and out after it. */
+typedef struct vk_range {
+    int first, last;
+    VkCommandBuffer cmd;
+    int *io;                  /* n_in inputs, then n_out outputs */
+    int n_in, n_out;
+} vk_range;
+
+typedef struct vk_state {
+    vk_ctx *c;
+    int n_tensors, n_nodes;
+    bool *mine;
+    int64_t *act_off;         /* tensor -> byte offset in the arena, -1 none */
+    vk_buf arena, stage;
+    bool staging;             /* copies go through stage (arena not mapped) */
+    VkDescriptorPool dpool;
+    VkDescriptorSet *sets;    /* per node */
+    vk_dispatch *disp;        /* per node */
+    vk_range ranges[MAX_RANGES];
+    int n_ranges;
+} vk_state;
+
+static void range_free(vk_state *s, vk_range *r)
+{
+    if (r->cmd && s->c)
+        s->c->f.vkFreeCommandBuffers(s->c->dev, s->c->cpool, 1, &r->cmd);
+    free(r->io);
+    memset(r, 0, sizeof *r);
+}
+
+static void release_state(vk_state *s)
+{
+    if (!s)
+        return;
+    vk_ctx *c = s->c;
+    if (c && c->dev) {
+        bool in_flight = c->broken &&
+                         c->f.vkWaitForFences(c->dev, 1, &c->fence, VK_TRUE,
+                                              RELEASE_GRACE_NS) != VK_SUCCESS;
+        if (!in_flight) {
+            for (int i = 0; i < s->n_ranges; i++)
+                range_free(s, &s->ranges[i]);
+            buf_free(c, &s->arena);
+            buf_free(c, &s->stage);
+            if (s->dpool)
+                c->f.vkDestroyDescriptorPool(c->dev, s->dpool, NULL);
+        }
+    }
+    for (int i = 0; i < s->n_ranges; i++)
+        free(s->ranges[i].io);
+    ctx_release(c);
+    free(s->act_off);
+    free(s->sets);
+    free(s->disp);
+    free(s->mine);
+    free(s);
+}
+
+static void vk_release(void *state) { release_state(state); }
+
+/* Arena layout by lifetime, as core/src/memplan.c: a tensor lives from the
+ * moment it is written on the device (its producer, or the start of the
+ * range that uploads it) to its last use on the device (its last reader in
+ * our nodes, or the end of the range that downloads it); tensors are placed
+ * largest first at the lowest offset free for their whole lifetime. */
+typedef struct slot { int t; int lo, hi; size_t size; int64_t off; } slot;
+
+static int slot_by_size(const void *a, const void *b)
+{
+    const slot *x = a, *y = b;
+    if (x->size != y->size)
+        return x->size < y->size ? 1 : -1;
+    return x->t - y->t;
+}
+
+static int slot_by_off(const void *a, const void *b)
+{
+    const slot *const *x = a, *const *y = b;
+    return (*x)->off < (*y)->off ? -1 : (*x)->off > (*y)->off;
+}
+
+static fpay_status plan_arena(vk_state *s, const fpay_graph *g, size_t *arena_bytes,
+                              char *err, size_t err_len)
+{
+    int nt = g->n_tensors, nn = g->n_nodes;
+    int *run_lo = malloc(((size_t)nn + 1) * sizeof(int));
+    int *run_hi = malloc(((size_t)nn + 1) * sizeof(int));
+    int *prod = malloc(((size_t)nt + 1) * sizeof(int));
+    int *lo = malloc(((size_t)nt + 1) * sizeof(int));
+    int *hi = malloc(((size_t)nt + 1) * sizeof(int));
+    slot *slots = malloc(((size_t)nt + 1) * sizeof(slot));
+    slot **placed = malloc(((size_t)nt + 1) * sizeof(slot *));
+    fpay_status st = FPAY_OK;
+    if (!run_lo || !run_hi || !prod || !lo || !hi || !slots || !placed) {
+        fpay_backend_set_err(err, err_len, "out of memory");
+        st = FPAY_OUT_OF_MEMORY;
+        goto out;
+    }
+    for (int i = 0; i < nn; i++) {
+        run_lo[i] = s->mine[i] ? (i > 0 && s->mine[i - 1] ? run_lo[i - 1] : i) : -1;
+    }
+    for (int i = nn - 1; i >= 0; i--)
+        run_hi[i] = s->mine[i] ? (i + 1 < nn && s->mine[i + 1] ? run_hi[i + 1] : i) : -1;
+    for (int t = 0; t < nt; t++) {
+        prod[t] = -1;
+        lo[t] = INT_MAX;
+        hi[t] = -1;
+    }
+    for (int i = 0; i < nn; i++)
+        if (s->mine[i])
+            prod[g->nodes[i].outputs[0]] = i;
+    for (int i = 0; i < nn; i++) {
+        const fpay_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_inputs; k++) {
+            int t = n->inputs[k];
+            if (t < 0 || is_const(g, t))
+                continue;
+            if (!s->mine[i]) {
+                /* Read by another backend: downloaded at the end of the
+                 * producer's range. */
+                if (prod[t] >= 0 && run_hi[prod[t]] > hi[t])
+                    hi[t] = run_hi[prod[t]];
+                continue;
+            }
+            bool same_run = prod[t] >= run_lo[i] && prod[t] < i;
+            int start = same_run ? prod[t] : run_lo[i];
+            if (start < lo[t])
+                lo[t] = start;
+            if (i > hi[t])
+                hi[t] = i;
+            if (prod[t] >= 0 && !same_run && run_hi[prod[t]] > hi[t])
+                hi[t] = run_hi[prod[t]];
+        }
+        if (s->mine[i]) {
+            int t = n->outputs[0];
+            if (i < lo[t])
+                lo[t] = i;
+            int end = (g->tensors[t].flags & FPAY_TENSOR_OUTPUT) ? run_hi[i] : i;
+            if (end > hi[t])
+                hi[t] = end;
+        }
+    }
+    int n_slots = 0;
+    for (int t = 0; t < nt; t++) {
+        s->act_off[t] = -1;
+        if (hi[t] < 0 || is_const(g, t))
+            continue;
+        size_t b = tensor_bytes(g, t);
+        b = (b ? b + SLOT_ALIGN - 1 : SLOT_ALIGN) / SLOT_ALIGN * SLOT_ALIGN;
+        slots[n_slots++] = (slot){.t = t, .lo = lo[t], .hi = hi[t], .size = b, .off = -1};
+    }
+    qsort(slots, (size_t)n_slots, sizeof *slots, slot_by_size);
+    size_t total = 0;
+    for (int i = 0; i < n_slots; i++) {
+        int np = 0;
+        for (int j = 0; j < i; j++)
+            if (slots[j].lo <= slots[i].hi && slots[i].lo <= slots[j].hi)
+                placed[np++] = &slots[j];
+        qsort(placed, (size_t)np, sizeof *placed, slot_by_off);
+        int64_t off = 0;
+        for (int j = 0; j < np; j++) {
+            if (off + (int64_t)slots[i].size <= placed[j]->off)
+                break;
+            int64_t end = placed[j]->off + (int64_t)placed[j]->size;
+            if (end > off)
+                off = end;
+        }
+        slots[i].off = off;
+        s->act_off[slots[i].t] = off;
+        if ((size_t)off + slots[i].size > total)
+            total = (size_t)off + slots[i].size;
+    }
+    *arena_bytes = total;
+out:
+    free(run_lo);
+    free(run_hi);
+    free(prod);
+    free(lo);
+    free(hi);
+    free(slots);
+    free(placed);
+    return st;
 }
 
 static uint32_t u32(int64_t v) { return (uint32_t)v; }
 
-/* Fills node i's dispatch from the shapes and the buffer offsets. */
-static void plan_node(vk_state *s, const fpay_graph *g, int i)
+/* Float offset of a constant in the weights buffer. */
+static uint32_t woff(const vk_state *s, int t) { return u32(s->c->wt_off[t] / 4); }
+
+/* Fills node i's dispatch (pipeline, push constants) from the shapes. */
+static fpay_status plan_node(vk_state *s, const fpay_graph *g, int i, char *err, size_t err_len)
 {
     const fpay_node *n = &g->nodes[i];
     vk_dispatch *d = &s->disp[i];
@@ -828,30 +1141,28 @@ static void plan_node(vk_state *s, const fpay_graph *g, int i)
     const fpay_tensor *x = tensor(g, n->inputs[0]), *y = tensor(g, n->outputs[0]);
     int64_t total = fpay_backend_elems(y);
     d->total = u32(total);
-    d->pipe = -1;
     if (total == 0)
-        return;
+        return FPAY_OK;
+    int family = -1;
+    int32_t spec[4] = {0, 0, 0, 0};
+    bool specialize = false;
     switch (n->op) {
     case FPAY_OP_CONV_2D:
     case FPAY_OP_DEPTHWISE_CONV_2D: {
         conv_pc *p = &d->pc.conv;
         const fpay_tensor *w = tensor(g, n->inputs[1]);
         const fpay_conv_attr *c = &n->attr.conv;
-        d->pipe = n->op == FPAY_OP_CONV_2D ? PIPE_CONV : PIPE_DWCONV;
+        family = n->op == FPAY_OP_CONV_2D ? PIPE_CONV : PIPE_DWCONV;
         d->size = sizeof *p;
-        p->x_off = u32(s->act_off[n->inputs[0]]);
-        p->y_off = u32(s->act_off[n->outputs[0]]);
-        p->w_off = u32(s->wt_off[n->inputs[1]]);
+        p->w_off = woff(s, n->inputs[1]);
         if (n->n_inputs > 2 && n->inputs[2] >= 0) {
-            p->b_off = u32(s->wt_off[n->inputs[2]]);
+            p->b_off = woff(s, n->inputs[2]);
             p->flags |= 1;
         }
-        if (n->n_inputs > FPAY_CONV_INPUT_RESIDUAL) {
-            p->r_off = u32(s->act_off[n->inputs[FPAY_CONV_INPUT_RESIDUAL]]);
+        if (n->n_inputs > FPAY_CONV_INPUT_RESIDUAL)
             p->flags |= 2;
-        }
         if (n->act == FPAY_ACT_PRELU)
-            p->s_off = u32(s->wt_off[n->act_slope]);
+            p->s_off = woff(s, n->act_slope);
         p->N = (int32_t)x->dims[0];
         p->H = (int32_t)x->dims[1];
         p->W = (int32_t)x->dims[2];
@@ -871,6 +1182,14 @@ static void plan_node(vk_state *s, const fpay_graph *g, int i)
         p->act = (uint32_t)n->act;
         p->alpha = n->act_alpha;
         p->total = d->total;
+        /* Kernel size and stride as specialization constants: a handful of
+         * pipelines per network (1x1, 3x3 s1/s2, 7x7) with unrolled taps. */
+        specialize = p->KH <= 7 && p->KW <= 7 && p->sh <= 4 && p->sw <= 4 &&
+                     !env_on("FACEPAY_VK_NO_SPEC");
+        spec[0] = p->KH;
+        spec[1] = p->KW;
+        spec[2] = p->sh;
+        spec[3] = p->sw;
         break;
     }
     case FPAY_OP_ADD:
@@ -878,13 +1197,10 @@ static void plan_node(vk_state *s, const fpay_graph *g, int i)
     case FPAY_OP_MUL: {
         binary_pc *p = &d->pc.bin;
         const fpay_tensor *b = tensor(g, n->inputs[1]);
-        d->pipe = PIPE_BINARY;
+        family = PIPE_BINARY;
         d->size = sizeof *p;
-        p->a_off = u32(s->act_off[n->inputs[0]]);
-        p->b_off = u32(s->act_off[n->inputs[1]]);
-        p->y_off = u32(s->act_off[n->outputs[0]]);
         if (n->act == FPAY_ACT_PRELU)
-            p->s_off = u32(s->wt_off[n->act_slope]);
+            p->s_off = woff(s, n->act_slope);
         /* Right-align every shape to 4-D; strides 0 along broadcast dims. */
         const fpay_tensor *ops[2] = {x, b};
         uint32_t *strides[2] = {p->sa, p->sb};
@@ -907,91 +1223,156 @@ static void plan_node(vk_state *s, const fpay_graph *g, int i)
         p->total = d->total;
         break;
     }
-    case FPAY_OP_RESHAPE: {
-        copy_pc *p = &d->pc.copy;
-        d->pipe = PIPE_COPY;
+    case FPAY_OP_MAX_POOL_2D:
+    case FPAY_OP_AVERAGE_POOL_2D: {
+        pool_pc *p = &d->pc.pool;
+        const fpay_pool_attr *a = &n->attr.pool;
+        family = PIPE_POOL;
         d->size = sizeof *p;
-        p->src_off = u32(s->act_off[n->inputs[0]]);
-        p->dst_off = u32(s->act_off[n->outputs[0]]);
+        p->N = (int32_t)x->dims[0];
+        p->H = (int32_t)x->dims[1];
+        p->W = (int32_t)x->dims[2];
+        p->C = (int32_t)x->dims[3];
+        p->OH = (int32_t)y->dims[1];
+        p->OW = (int32_t)y->dims[2];
+        p->FH = a->filter_h;
+        p->FW = a->filter_w;
+        p->sh = a->stride_h;
+        p->sw = a->stride_w;
+        p->pt = a->pad_top;
+        p->pl = a->pad_left;
+        p->avg = n->op == FPAY_OP_AVERAGE_POOL_2D;
+        p->act = (uint32_t)n->act;
         p->total = d->total;
         break;
     }
-    default:
+    case FPAY_OP_FULLY_CONNECTED: {
+        fc_pc *p = &d->pc.fc;
+        const fpay_tensor *w = tensor(g, n->inputs[1]);
+        family = PIPE_FC;
+        d->size = sizeof *p;
+        p->w_off = woff(s, n->inputs[1]);
+        if (n->n_inputs > 2 && n->inputs[2] >= 0) {
+            p->b_off = woff(s, n->inputs[2]);
+            p->flags |= 1;
+        }
+        if (n->act == FPAY_ACT_PRELU)
+            p->s_off = woff(s, n->act_slope);
+        p->K = u32(w->dims[1]);
+        p->units = u32(w->dims[0]);
+        p->act = (uint32_t)n->act;
+        p->alpha = n->act_alpha;
+        p->total = d->total;
         break;
     }
-}
-
-/* Inputs of node n that live in the weights buffer. */
-static bool is_weight_input(const fpay_node *n, int k)
-{
-    bool conv = n->op == FPAY_OP_CONV_2D || n->op == FPAY_OP_DEPTHWISE_CONV_2D;
-    return conv && (k == 1 || k == 2);
-}
-
-static fpay_status upload_weights(vk_state *s, const fpay_graph *g, size_t wt_floats,
-                                  char *err, size_t err_len)
-{
-    VkDeviceSize bytes = (VkDeviceSize)(wt_floats ? wt_floats : 16) * sizeof(float);
-    fpay_status st = buf_create(s, &s->wts, bytes,
-                                VK_BUFFER_USAGE_STORAGE_BUFFER_BIT |
-                                    VK_BUFFER_USAGE_TRANSFER_DST_BIT,
-                                VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT |
-                                    VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT |
-                                    VK_MEMORY_PROPERTY_HOST_COHERENT_BIT,
-                                VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, err, err_len);
-    if (st)
-        return st;
-    vk_buf stage = {0};
-    float *dst = s->wts.map;
-    if (!dst) {
-        st = buf_create(s, &stage, bytes, VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
-                        VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT |
-                            VK_MEMORY_PROPERTY_HOST_COHERENT_BIT,
-                        VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT |
-                            VK_MEMORY_PROPERTY_HOST_COHERENT_BIT, err, err_len);
-        if (st) {
-            buf_free(s, &stage);
-            return st;
-        }
-        dst = stage.map;
+    case FPAY_OP_SOFTMAX: {
+        softmax_pc *p = &d->pc.sm;
+        family = PIPE_SOFTMAX;
+        d->size = sizeof *p;
+        p->cols = u32(x->dims[x->rank - 1]);
+        p->rows = u32(total / x->dims[x->rank - 1]);
+        d->total = p->rows; /* one invocation per row */
+        break;
     }
-    for (int t = 0; t < g->n_tensors; t++)
-        if (s->wt_off[t] >= 0)
-            memcpy(dst + s->wt_off[t], g->tensors[t].data,
-                   (size_t)fpay_backend_elems(&g->tensors[t]) * sizeof(float));
-    if (stage.buf) {
-        if (!(st = begin_cmd(s, err, err_len))) {
-            VkBufferCopy region = {.size = bytes};
-            s->f.vkCmdCopyBuffer(s->cmd, stage.buf, s->wts.buf, 1, &region);
-            st = submit_and_wait(s, err, err_len);
-        }
-        buf_free(s, &stage);
+    case FPAY_OP_RESHAPE:
+        family = PIPE_COPY;
+        d->size = sizeof d->pc.copy;
+        d->pc.copy.total = d->total;
+        break;
+    default:
+        fpay_backend_set_err(err, err_len, "vulkan: node %d: op %d not planned", i, (int)n->op);
+        return FPAY_INTERNAL;
     }
-    return st;
+    return ctx_pipeline(s->c, family, specialize ? spec : NULL, &d->pipe, err, err_len);
 }
 
-static fpay_status prepare(vk_state *s, const fpay_graph *g, const bool *mine,
-                           char *err, size_t err_len)
+/* The descriptor of tensor t: its range in the weights buffer (constants)
+ * or in the arena. */
+static VkDescriptorBufferInfo binding_of(const vk_state *s, const fpay_graph *g, int t)
+{
+    size_t b = tensor_bytes(g, t);
+    if (is_const(g, t))
+        return (VkDescriptorBufferInfo){.buffer = s->c->wts.buf,
+                                        .offset = (VkDeviceSize)s->c->wt_off[t],
+                                        .range = b ? b : 4};
+    return (VkDescriptorBufferInfo){.buffer = s->arena.buf,
+                                    .offset = (VkDeviceSize)s->act_off[t],
+                                    .range = b ? b : 4};
+}
+
+static fpay_status make_sets(vk_state *s, const fpay_graph *g, int n_mine, char *err,
+                             size_t err_len)
+{
+    vk_ctx *c = s->c;
+    VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                               .descriptorCount = 4u * (uint32_t)n_mine};
+    VkDescriptorPoolCreateInfo dpi = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+        .maxSets = (uint32_t)n_mine,
+        .poolSizeCount = 1,
+        .pPoolSizes = &ps,
+    };
+    VKCHECK(c->f.vkCreateDescriptorPool(c->dev, &dpi, NULL, &s->dpool), "vkCreateDescriptorPool");
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (!s->mine[i])
+            continue;
+        const fpay_node *n = &g->nodes[i];
+        VkDescriptorSetAllocateInfo dai = {
+            .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+            .descriptorPool = s->dpool,
+            .descriptorSetCount = 1,
+            .pSetLayouts = &c->dsl,
+        };
+        VKCHECK(c->f.vkAllocateDescriptorSets(c->dev, &dai, &s->sets[i]),
+                "vkAllocateDescriptorSets");
+        int second = -1;
+        if (n->op == FPAY_OP_ADD || n->op == FPAY_OP_SUB || n->op == FPAY_OP_MUL)
+            second = n->inputs[1];
+        else if ((n->op == FPAY_OP_CONV_2D || n->op == FPAY_OP_DEPTHWISE_CONV_2D) &&
+                 n->n_inputs > FPAY_CONV_INPUT_RESIDUAL)
+            second = n->inputs[FPAY_CONV_INPUT_RESIDUAL];
+        VkDescriptorBufferInfo bi[4] = {
+            binding_of(s, g, n->inputs[0]),
+            binding_of(s, g, n->outputs[0]),
+            binding_of(s, g, second >= 0 ? second : n->inputs[0]),
+            {.buffer = c->wts.buf, .offset = 0, .range = VK_WHOLE_SIZE},
+        };
+        VkWriteDescriptorSet w[4];
+        for (uint32_t k = 0; k < 4; k++)
+            w[k] = (VkWriteDescriptorSet){
+                .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                .dstSet = s->sets[i],
+                .dstBinding = k,
+                .descriptorCount = 1,
+                .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                .pBufferInfo = &bi[k],
+            };
+        c->f.vkUpdateDescriptorSets(c->dev, 4, w, 0, NULL);
+    }
+    return FPAY_OK;
+}
+
+static fpay_status prepare(vk_state *s, const fpay_graph *g, const bool *mine, char *err,
+                           size_t err_len)
 {
     s->n_tensors = g->n_tensors;
     s->n_nodes = g->n_nodes;
     size_t nt = (size_t)g->n_tensors + 1, nn = (size_t)g->n_nodes + 1;
     s->act_off = malloc(nt * sizeof *s->act_off);
-    s->wt_off = malloc(nt * sizeof *s->wt_off);
-    s->stamp = calloc(nt, sizeof *s->stamp);
     s->disp = calloc(nn, sizeof *s->disp);
+    s->sets = calloc(nn, sizeof *s->sets);
     s->mine = calloc(nn, sizeof *s->mine);
-    if (!s->act_off || !s->wt_off || !s->stamp || !s->disp || !s->mine) {
+    if (!s->act_off || !s->disp || !s->sets || !s->mine) {
         fpay_backend_set_err(err, err_len, "out of memory");
         return FPAY_OUT_OF_MEMORY;
     }
-    bool need[PIPE_COUNT] = {false};
     int n_mine = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         s->mine[i] = mine[i] && vk_supports_node(g, i);
         if (mine[i] && !s->mine[i]) {
-            fpay_backend_set_err(err, err_len, "node %d (op %d) was given to vulkan but is not supported",
-                    i, (int)g->nodes[i].op);
+            fpay_backend_set_err(err, err_len,
+                                 "node %d (op %d) was given to vulkan but is not supported", i,
+                                 (int)g->nodes[i].op);
             return FPAY_INTERNAL;
         }
         n_mine += s->mine[i];
@@ -999,107 +1380,34 @@ static fpay_status prepare(vk_state *s, const fpay_graph *g, const bool *mine,
     if (n_mine == 0)
         return FPAY_OK; /* nothing to run: no device needed */
 
-    /* Slots: 16-float (64-byte) aligned offsets, in floats. */
-    for (int t = 0; t < g->n_tensors; t++)
-        s->act_off[t] = s->wt_off[t] = -1;
-    size_t act_floats = 0, wt_floats = 0;
-#define SLOT_(arr, total, t)                                                  \
-    do {                                                                      \
-        if (arr[t] < 0) {                                                     \
-            arr[t] = (int64_t)total;                                          \
-            total += ((size_t)fpay_backend_elems(&g->tensors[t]) + 15) & ~(size_t)15; \
-        }                                                                     \
-    } while (0)
-    for (int i = 0; i < g->n_nodes; i++) {
-        if (!s->mine[i])
-            continue;
-        const fpay_node *n = &g->nodes[i];
-        for (int k = 0; k < n->n_inputs; k++) {
-            int t = n->inputs[k];
-            if (t < 0)
-                continue;
-            if (is_weight_input(n, k))
-                SLOT_(s->wt_off, wt_floats, t);
-            else
-                SLOT_(s->act_off, act_floats, t);
-        }
-        if (n->act == FPAY_ACT_PRELU)
-            SLOT_(s->wt_off, wt_floats, n->act_slope);
-        SLOT_(s->act_off, act_floats, n->outputs[0]);
-        switch (n->op) {
-        case FPAY_OP_CONV_2D: need[PIPE_CONV] = true; break;
-        case FPAY_OP_DEPTHWISE_CONV_2D: need[PIPE_DWCONV] = true; break;
-        case FPAY_OP_RESHAPE: need[PIPE_COPY] = true; break;
-        default: need[PIPE_BINARY] = true; break;
-        }
-    }
-#undef SLOT_
-    if (act_floats > UINT32_MAX / 2 || wt_floats > UINT32_MAX / 2) {
-        fpay_backend_set_err(err, err_len, "tensors too large for 32-bit offsets");
-        return FPAY_LIMIT_EXCEEDED;
-    }
-
-    fpay_status st = create_device(s, err, err_len);
+    size_t arena_bytes = 0;
+    fpay_status st = plan_arena(s, g, &arena_bytes, err, err_len);
     if (st)
         return st;
-    if ((st = create_pipelines(s, need, err, err_len)))
+    if ((st = ctx_acquire(g, &s->c, err, err_len)))
         return st;
-
-    VkDeviceSize act_bytes = (VkDeviceSize)(act_floats ? act_floats : 16) * sizeof(float);
-    st = buf_create(s, &s->act, act_bytes, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT,
-                    VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT | VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT |
-                        VK_MEMORY_PROPERTY_HOST_COHERENT_BIT,
-                    VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT,
-                    err, err_len);
+    vk_ctx *c = s->c;
+    static const VkMemoryPropertyFlags dl[3] = {MEM_DL | MEM_HV, MEM_DL, MEM_HV};
+    st = buf_create(c, &s->arena, arena_bytes ? arena_bytes : SLOT_ALIGN,
+                    VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                        VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                    dl, err, err_len);
     if (st)
         return st;
-    if ((st = upload_weights(s, g, wt_floats, err, err_len)))
+    s->staging = !s->arena.map || env_on("FACEPAY_VK_STAGING");
+    if (s->staging && (st = stage_create(c, &s->stage, s->arena.size, err, err_len)))
         return st;
-    /* Constant operands of elementwise ops live in A: written once here. */
-    for (int t = 0; t < g->n_tensors; t++)
-        if (s->act_off[t] >= 0 && (g->tensors[t].flags & FPAY_TENSOR_CONST))
-            memcpy((float *)s->act.map + s->act_off[t], g->tensors[t].data,
-                   (size_t)fpay_backend_elems(&g->tensors[t]) * sizeof(float));
-
-    VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = 2};
-    VkDescriptorPoolCreateInfo dpi = {
-        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
-        .maxSets = 1,
-        .poolSizeCount = 1,
-        .pPoolSizes = &ps,
-    };
-    VKCHECK(s->f.vkCreateDescriptorPool(s->dev, &dpi, NULL, &s->dpool), "vkCreateDescriptorPool");
-    VkDescriptorSetAllocateInfo dai = {
-        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
-        .descriptorPool = s->dpool,
-        .descriptorSetCount = 1,
-        .pSetLayouts = &s->dsl,
-    };
-    VKCHECK(s->f.vkAllocateDescriptorSets(s->dev, &dai, &s->dset), "vkAllocateDescriptorSets");
-    VkDescriptorBufferInfo bufs[2] = {
-        {.buffer = s->act.buf, .offset = 0, .range = VK_WHOLE_SIZE},
-        {.buffer = s->wts.buf, .offset = 0, .range = VK_WHOLE_SIZE},
-    };
-    VkWriteDescriptorSet w[2];
-    for (int k = 0; k < 2; k++)
-        w[k] = (VkWriteDescriptorSet){
-            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
-            .dstSet = s->dset,
-            .dstBinding = (uint32_t)k,
-            .descriptorCount = 1,
-            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-            .pBufferInfo = &bufs[k],
-        };
-    s->f.vkUpdateDescriptorSets(s->dev, 2, w, 0, NULL);
-
+    if ((st = make_sets(s, g, n_mine, err, err_len)))
+        return st;
     for (int i = 0; i < g->n_nodes; i++)
-        if (s->mine[i])
-            plan_node(s, g, i);
+        if (s->mine[i] && (st = plan_node(s, g, i, err, err_len)))
+            return st;
+    save_pipeline_cache(c); /* new pipelines: on disk for the next process */
     return FPAY_OK;
 }
 
-static fpay_status vk_prepare(const fpay_graph *g, const bool *mine, int threads,
-                              void **state, char *err, size_t err_len)
+static fpay_status vk_prepare(const fpay_graph *g, const bool *mine, int threads, void **state,
+                              char *err, size_t err_len)
 {
     (void)threads; /* the device has its own parallelism */
     *state = NULL;
@@ -1119,129 +1427,215 @@ static fpay_status vk_prepare(const fpay_graph *g, const bool *mine, int threads
 
 /* ----------------------------------------------------------------- run */
 
+static void barrier(vk_ctx *c, VkCommandBuffer cmd, VkPipelineStageFlags src_stage,
+                    VkAccessFlags src, VkPipelineStageFlags dst_stage, VkAccessFlags dst)
+{
+    VkMemoryBarrier mb = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+        .srcAccessMask = src,
+        .dstAccessMask = dst,
+    };
+    c->f.vkCmdPipelineBarrier(cmd, src_stage, dst_stage, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
+/* Inputs of first..last (non-constant tensors read before any node of the
+ * range writes them) and outputs (written in the range and a graph output
+ * or read by a node outside it). */
+static fpay_status range_io(const vk_state *s, const fpay_graph *g, vk_range *r, char *err,
+                            size_t err_len)
+{
+    int nt = g->n_tensors;
+    unsigned char *mark = calloc((size_t)nt + 1, 1); /* 1 written, 2 input */
+    r->io = malloc(((size_t)nt + 1) * sizeof(int));
+    if (!mark || !r->io) {
+        free(mark);
+        fpay_backend_set_err(err, err_len, "out of memory");
+        return FPAY_OUT_OF_MEMORY;
+    }
+    r->n_in = r->n_out = 0;
+    for (int i = r->first; i <= r->last; i++) {
+        const fpay_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_inputs; k++) {
+            int t = n->inputs[k];
+            if (t < 0 || is_const(g, t) || mark[t])
+                continue;
+            mark[t] = 2;
+            r->io[r->n_in++] = t;
+        }
+        mark[n->outputs[0]] = 1;
+    }
+    unsigned char *needed = calloc((size_t)nt + 1, 1);
+    if (!needed) {
+        free(mark);
+        fpay_backend_set_err(err, err_len, "out of memory");
+        return FPAY_OUT_OF_MEMORY;
+    }
+    for (int j = 0; j < g->n_nodes; j++) {
+        if (j >= r->first && j <= r->last)
+            continue;
+        const fpay_node *n = &g->nodes[j];
+        for (int k = 0; k < n->n_inputs; k++)
+            if (n->inputs[k] >= 0)
+                needed[n->inputs[k]] = 1;
+    }
+    for (int i = r->first; i <= r->last; i++) {
+        int t = g->nodes[i].outputs[0];
+        if (mark[t] == 1 && (needed[t] || (g->tensors[t].flags & FPAY_TENSOR_OUTPUT))) {
+            r->io[r->n_in + r->n_out++] = t;
+            mark[t] = 3; /* once */
+        }
+    }
+    (void)s;
+    free(mark);
+    free(needed);
+    return FPAY_OK;
+}
+
+static fpay_status record_range(vk_state *s, const fpay_graph *g, vk_range *r, char *err,
+                                size_t err_len)
+{
+    vk_ctx *c = s->c;
+    fpay_status st = range_io(s, g, r, err, err_len);
+    if (st)
+        return st;
+    VkCommandBufferAllocateInfo ai = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+        .commandPool = c->cpool,
+        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+        .commandBufferCount = 1,
+    };
+    VKCHECK(c->f.vkAllocateCommandBuffers(c->dev, &ai, &r->cmd), "vkAllocateCommandBuffers");
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    VkCommandBuffer cmd = r->cmd;
+    VKCHECK(c->f.vkBeginCommandBuffer(cmd, &bi), "vkBeginCommandBuffer");
+    const VkPipelineStageFlags CS = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                               TR = VK_PIPELINE_STAGE_TRANSFER_BIT,
+                               HOST = VK_PIPELINE_STAGE_HOST_BIT;
+    if (s->staging && r->n_in) {
+        /* Staging and arena share offsets: one region per input. */
+        barrier(c, cmd, HOST, VK_ACCESS_HOST_WRITE_BIT, TR, VK_ACCESS_TRANSFER_READ_BIT);
+        for (int k = 0; k < r->n_in; k++) {
+            int t = r->io[k];
+            VkBufferCopy reg = {.srcOffset = (VkDeviceSize)s->act_off[t],
+                                .dstOffset = (VkDeviceSize)s->act_off[t],
+                                .size = tensor_bytes(g, t)};
+            if (reg.size)
+                c->f.vkCmdCopyBuffer(cmd, s->stage.buf, s->arena.buf, 1, &reg);
+        }
+        barrier(c, cmd, TR, VK_ACCESS_TRANSFER_WRITE_BIT, CS,
+                VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+    } else {
+        barrier(c, cmd, HOST, VK_ACCESS_HOST_WRITE_BIT, CS,
+                VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+    }
+    VkPipeline bound = VK_NULL_HANDLE;
+    for (int i = r->first; i <= r->last; i++) {
+        const vk_dispatch *d = &s->disp[i];
+        if (!d->pipe)
+            continue;
+        if (d->pipe != bound) {
+            c->f.vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipe);
+            bound = d->pipe;
+        }
+        c->f.vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, c->layout, 0, 1,
+                                     &s->sets[i], 0, NULL);
+        c->f.vkCmdPushConstants(cmd, c->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, d->size, &d->pc);
+        uint32_t groups = (d->total + 63) / 64;
+        uint32_t mx = c->props.limits.maxComputeWorkGroupCount[0];
+        uint32_t gx = groups < mx ? groups : mx;
+        uint32_t gy = (groups + gx - 1) / gx;
+        if (gy > c->props.limits.maxComputeWorkGroupCount[1]) {
+            c->f.vkEndCommandBuffer(cmd);
+            fpay_backend_set_err(err, err_len,
+                                 "vulkan: node %d needs %u workgroups, over the limit", i, groups);
+            return FPAY_LIMIT_EXCEEDED;
+        }
+        c->f.vkCmdDispatch(cmd, gx, gy, 1);
+        /* RAW between nodes, and WAR: the arena reuses memory by lifetime. */
+        barrier(c, cmd, CS, VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT, CS,
+                VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+    }
+    if (s->staging && r->n_out) {
+        barrier(c, cmd, CS, VK_ACCESS_SHADER_WRITE_BIT, TR, VK_ACCESS_TRANSFER_READ_BIT);
+        for (int k = 0; k < r->n_out; k++) {
+            int t = r->io[r->n_in + k];
+            VkBufferCopy reg = {.srcOffset = (VkDeviceSize)s->act_off[t],
+                                .dstOffset = (VkDeviceSize)s->act_off[t],
+                                .size = tensor_bytes(g, t)};
+            if (reg.size)
+                c->f.vkCmdCopyBuffer(cmd, s->arena.buf, s->stage.buf, 1, &reg);
+        }
+        barrier(c, cmd, TR, VK_ACCESS_TRANSFER_WRITE_BIT, HOST, VK_ACCESS_HOST_READ_BIT);
+    } else {
+        barrier(c, cmd, CS, VK_ACCESS_SHADER_WRITE_BIT, HOST, VK_ACCESS_HOST_READ_BIT);
+    }
+    VKCHECK(c->f.vkEndCommandBuffer(cmd), "vkEndCommandBuffer");
+    return FPAY_OK;
+}
+
 static fpay_status vk_run_range(void *state, const fpay_exec_ctx *ctx, int first, int last,
                                 char *err, size_t err_len)
 {
     vk_state *s = state;
     const fpay_graph *g = ctx->graph;
-    if (!s || !s->dev || first < 0 || last >= s->n_nodes || first > last ||
+    if (!s || !s->c || first < 0 || last >= s->n_nodes || first > last ||
         g->n_tensors != s->n_tensors) {
         fpay_backend_set_err(err, err_len, "vulkan: run without a matching prepare");
         return FPAY_INTERNAL;
+    }
+    vk_ctx *c = s->c;
+    if (c->broken) {
+        fpay_backend_set_err(err, err_len,
+                             "vulkan: the device was lost or hung in an earlier run");
+        return FPAY_BACKEND_UNAVAILABLE;
     }
     for (int i = first; i <= last; i++)
         if (!s->mine[i]) {
             fpay_backend_set_err(err, err_len, "vulkan: node %d was not prepared here", i);
             return FPAY_INTERNAL;
         }
-    float *A = s->act.map;
-    /* stamp[t] == id: t written by an earlier node of this range. */
-    int id = ++s->run_id * 2;
-    if (s->run_id > (1 << 28)) {
-        memset(s->stamp, 0, (size_t)s->n_tensors * sizeof *s->stamp);
-        s->run_id = 0;
-        id = ++s->run_id * 2;
-    }
-
-    /* Inputs of the range: read before any node of the range writes them. */
-    for (int i = first; i <= last; i++) {
-        const fpay_node *n = &g->nodes[i];
-        for (int k = 0; k < n->n_inputs; k++) {
-            int t = n->inputs[k];
-            if (t < 0 || is_weight_input(n, k) || (g->tensors[t].flags & FPAY_TENSOR_CONST) ||
-                s->stamp[t] == id || s->stamp[t] == id + 1)
-                continue;
-            if (!ctx->buffers[t]) {
-                fpay_backend_set_err(err, err_len, "vulkan: tensor %d has no storage", t);
-                return FPAY_INTERNAL;
-            }
-            memcpy(A + s->act_off[t], ctx->buffers[t],
-                   (size_t)fpay_backend_elems(&g->tensors[t]) * sizeof(float));
-            s->stamp[t] = id + 1; /* uploaded */
+    /* The range's recorded command buffer (recorded on its first run). */
+    vk_range *r = NULL, scratch = {0};
+    for (int k = 0; k < s->n_ranges && !r; k++)
+        if (s->ranges[k].first == first && s->ranges[k].last == last)
+            r = &s->ranges[k];
+    fpay_status st = FPAY_OK;
+    if (!r) {
+        r = s->n_ranges < MAX_RANGES ? &s->ranges[s->n_ranges] : &scratch;
+        r->first = first;
+        r->last = last;
+        if ((st = record_range(s, g, r, err, err_len))) {
+            range_free(s, r);
+            return st;
         }
-        s->stamp[n->outputs[0]] = id;
+        if (r != &scratch)
+            s->n_ranges++;
     }
-
-    fpay_status st = begin_cmd(s, err, err_len);
-    if (st)
-        return st;
-    s->f.vkCmdBindDescriptorSets(s->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, s->layout, 0, 1,
-                                 &s->dset, 0, NULL);
-    VkMemoryBarrier host_to_shader = {
-        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-        .srcAccessMask = VK_ACCESS_HOST_WRITE_BIT,
-        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
-    };
-    s->f.vkCmdPipelineBarrier(s->cmd, VK_PIPELINE_STAGE_HOST_BIT,
-                              VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &host_to_shader, 0,
-                              NULL, 0, NULL);
-    VkMemoryBarrier between = {
-        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-        .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
-        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
-    };
-    int bound = -1;
-    for (int i = first; i <= last; i++) {
-        const vk_dispatch *d = &s->disp[i];
-        if (d->pipe < 0)
-            continue;
-        if (d->pipe != bound) {
-            s->f.vkCmdBindPipeline(s->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, s->pipes[d->pipe]);
-            bound = d->pipe;
+    unsigned char *host = s->staging ? s->stage.map : s->arena.map;
+    for (int k = 0; k < r->n_in; k++) {
+        int t = r->io[k];
+        if (!ctx->buffers[t]) {
+            fpay_backend_set_err(err, err_len, "vulkan: tensor %d has no storage", t);
+            st = FPAY_INTERNAL;
+            goto out;
         }
-        s->f.vkCmdPushConstants(s->cmd, s->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, d->size,
-                                &d->pc);
-        uint32_t groups = (d->total + 63) / 64;
-        uint32_t gx = groups < s->max_groups_x ? groups : s->max_groups_x;
-        uint32_t gy = (groups + gx - 1) / gx;
-        if (gy > s->max_groups_y) {
-            s->f.vkEndCommandBuffer(s->cmd);
-            fpay_backend_set_err(err, err_len, "vulkan: node %d needs %u workgroups, over the limit", i,
-                    groups);
-            return FPAY_LIMIT_EXCEEDED;
-        }
-        s->f.vkCmdDispatch(s->cmd, gx, gy, 1);
-        s->f.vkCmdPipelineBarrier(s->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                                  VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &between, 0,
-                                  NULL, 0, NULL);
+        memcpy(host + s->act_off[t], ctx->buffers[t], tensor_bytes(g, t));
     }
-    VkMemoryBarrier to_host = {
-        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-        .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
-        .dstAccessMask = VK_ACCESS_HOST_READ_BIT,
-    };
-    s->f.vkCmdPipelineBarrier(s->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                              VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &to_host, 0, NULL, 0, NULL);
-    if ((st = submit_and_wait(s, err, err_len)))
-        return st;
-
-    /* Outputs of the range: graph outputs and tensors read by any node
-     * outside it (another backend, or a later range of ours, which uploads
-     * them again from the arena). */
-    int out_id = id + 1; /* reuse: mark "needed outside" over produced ones */
-    for (int j = 0; j < g->n_nodes; j++) {
-        if (j >= first && j <= last)
-            continue;
-        const fpay_node *n = &g->nodes[j];
-        for (int k = 0; k < n->n_inputs; k++) {
-            int t = n->inputs[k];
-            if (t >= 0 && s->stamp[t] == id)
-                s->stamp[t] = -out_id;
+    if ((st = submit_wait(c, r->cmd, err, err_len)))
+        goto out;
+    for (int k = 0; k < r->n_out; k++) {
+        int t = r->io[r->n_in + k];
+        if (!ctx->buffers[t]) {
+            fpay_backend_set_err(err, err_len, "vulkan: tensor %d has no storage", t);
+            st = FPAY_INTERNAL;
+            goto out;
         }
+        memcpy(ctx->buffers[t], host + s->act_off[t], tensor_bytes(g, t));
     }
-    for (int i = first; i <= last; i++) {
-        int t = g->nodes[i].outputs[0];
-        if (s->stamp[t] == -out_id || (s->stamp[t] == id && (g->tensors[t].flags & FPAY_TENSOR_OUTPUT))) {
-            if (!ctx->buffers[t]) {
-                fpay_backend_set_err(err, err_len, "vulkan: tensor %d has no storage", t);
-                return FPAY_INTERNAL;
-            }
-            memcpy(ctx->buffers[t], A + s->act_off[t],
-                   (size_t)fpay_backend_elems(&g->tensors[t]) * sizeof(float));
-            s->stamp[t] = 0; /* copied once */
-        }
-    }
-    return FPAY_OK;
+out:
+    if (r == &scratch && !c->broken)
+        range_free(s, r);
+    return st;
 }
 
 static fpay_status vk_run_node(void *state, const fpay_exec_ctx *ctx, int index, char *err,
@@ -1269,8 +1663,8 @@ static fpay_backend_iface vk_iface = {
 FPAY_BACKEND_EXPORT const fpay_backend_iface *fpay_backend_entry(void);
 const fpay_backend_iface *fpay_backend_entry(void)
 {
-    /* The version string and caps depend on the device: settle them before
-     * the registry reads the struct. */
+    /* The version string, caps and limits depend on the device: settle them
+     * before the registry reads the struct. */
     pthread_once(&probe_once, probe_device);
     return &vk_iface;
 }

@@ -1,13 +1,13 @@
 // binary.comp - ADD / SUB / MUL with numpy broadcasting up to 4-D (operand
 // strides are 0 along broadcast dims) and the fused activation; the PReLU
 // slope is indexed by the position along the last output dim, as the
-// reference kernel does.
+// reference kernel does. a is binding X, b binding B.
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
 layout(push_constant) uniform PC {
-    uint a_off, b_off, y_off, s_off;
+    uint s_off;
     uint d0, d1, d2, d3;     // output dims, right-aligned to 4-D
     uint sa0, sa1, sa2, sa3; // operand strides in floats
     uint sb0, sb1, sb2, sb3;
@@ -26,9 +26,9 @@ void main()
     uint i2 = r % pc.d2;
     r /= pc.d2;
     uint i1 = r % pc.d1, i0 = r / pc.d1;
-    float a = A[pc.a_off + i0 * pc.sa0 + i1 * pc.sa1 + i2 * pc.sa2 + i3 * pc.sa3];
-    float b = A[pc.b_off + i0 * pc.sb0 + i1 * pc.sb1 + i2 * pc.sb2 + i3 * pc.sb3];
+    float a = X[i0 * pc.sa0 + i1 * pc.sa1 + i2 * pc.sa2 + i3 * pc.sa3];
+    float b = B[i0 * pc.sb0 + i1 * pc.sb1 + i2 * pc.sb2 + i3 * pc.sb3];
     float v = pc.op == 0u ? a + b : (pc.op == 1u ? a - b : a * b);
     float slope = pc.act == FPAY_ACT_PRELU ? Wt[pc.s_off + i3] : 0.0;
-    A[pc.y_off + i] = fpay_act(v, pc.act, pc.alpha, slope);
+    Y[i] = fpay_act(v, pc.act, pc.alpha, slope);
 }

@@ -4,12 +4,12 @@
 #include "common.glsl"
 
 layout(push_constant) uniform PC {
-    uint src_off, dst_off, total;
+    uint total;
 } pc;
 
 void main()
 {
     uint i = fpay_gid();
     if (i < pc.total)
-        A[pc.dst_off + i] = A[pc.src_off + i];
+        Y[i] = X[i];
 }
