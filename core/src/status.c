@@ -21,10 +21,15 @@ const char *fpay_status_str(fpay_status status)
 
 const char *fpay_version(void) { return FPAY_VERSION_STRING; }
 
-#if defined(__x86_64__) || defined(_M_X64)
+/* The kernel families compiled in (kernels/CMakeLists.txt builds the SIMD
+ * ones unless FACEPAY_SIMD=OFF); which one runs is chosen at run time
+ * (`facepay cpuinfo`). */
+#if defined(FPAY_NO_SIMD)
 #define FPAY_ISA_LIST "ref"
+#elif defined(__x86_64__) || defined(_M_X64)
+#define FPAY_ISA_LIST "ref,avx2,avx512"
 #elif defined(__aarch64__)
-#define FPAY_ISA_LIST "ref"
+#define FPAY_ISA_LIST "ref,neon"
 #else
 #define FPAY_ISA_LIST "ref"
 #endif
