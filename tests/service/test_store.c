@@ -157,6 +157,88 @@ Test(store, bad_arguments)
                  FPAY_INVALID_ARGUMENT);
 }
 
+/* write_batch: a template, its counters' reset, a terminal failure and an
+ * audit record in one transaction; a malformed part writes nothing at all;
+ * an erasure with its record says whether there was a template. */
+Test(store, write_batch_all_or_nothing)
+{
+    fpay_store *st = tsu_open(db, NULL);
+    char err[256] = "";
+    long na = -1, nr = -1;
+    fpay_account_row row;
+    tsu_row(&K, "+8613800138000", 1, &row);
+    fpay_counters cn = {.consecutive_failures = 3, .last_failure = 7};
+    cr_assert_eq(OPS(st)->put_counters(st, row.account_hash, &cn, err, sizeof err), FPAY_OK);
+
+    fpay_store_batch empty;
+    memset(&empty, 0, sizeof empty);
+    cr_expect_eq(OPS(st)->write_batch(st, &empty, err, sizeof err), FPAY_INVALID_ARGUMENT);
+    cr_expect_eq(OPS(st)->write_batch(st, NULL, err, sizeof err), FPAY_INVALID_ARGUMENT);
+
+    /* A good template with a malformed record: nothing of it is written. */
+    uint8_t cap[1][FPAY_HASH_BYTES];
+    fpay_secret_hash(&K, "capture-b", 9, cap[0]);
+    fpay_audit_record rec;
+    tsu_audit_record(&rec, "batch", 1);
+    memset(rec.reason, 'x', sizeof rec.reason); /* unterminated */
+    fpay_store_batch b = {.account = &row, .captures = (const uint8_t(*)[32])cap,
+                          .n_captures = 1, .failure_terminal = "till-9",
+                          .failure_at = 100, .audit = &rec, .keys = &K};
+    cr_expect_eq(OPS(st)->write_batch(st, &b, err, sizeof err), FPAY_INVALID_ARGUMENT);
+    /* A record without its keys is malformed too. */
+    tsu_audit_record(&rec, "batch", 1);
+    b.keys = NULL;
+    cr_expect_eq(OPS(st)->write_batch(st, &b, err, sizeof err), FPAY_INVALID_ARGUMENT);
+    /* Counters without their hash. */
+    fpay_store_batch half = {.counters = &cn};
+    cr_expect_eq(OPS(st)->write_batch(st, &half, err, sizeof err), FPAY_INVALID_ARGUMENT);
+    cr_assert_eq(OPS(st)->check(st, &na, &nr, err, sizeof err), FPAY_OK, "%s", err);
+    cr_expect_eq(na + nr, 0, "a refused batch wrote something");
+    fpay_counters got;
+    cr_assert_eq(OPS(st)->get_counters(st, row.account_hash, &got, err, sizeof err), FPAY_OK);
+    cr_expect_eq(got.consecutive_failures, 3);
+
+    /* Whole: every part lands. */
+    b.keys = &K;
+    cr_assert_eq(OPS(st)->write_batch(st, &b, err, sizeof err), FPAY_OK, "%s", err);
+    cr_expect_eq(rec.seq, 1);
+    cr_assert_eq(OPS(st)->check(st, &na, &nr, err, sizeof err), FPAY_OK, "%s", err);
+    cr_expect_eq(na, 1);
+    cr_expect_eq(nr, 1);
+    cr_assert_eq(OPS(st)->get_counters(st, row.account_hash, &got, err, sizeof err), FPAY_OK);
+    cr_expect_eq(got.consecutive_failures, 0, "the template's write resets the counters");
+    int seen = 0, n = 0;
+    cr_assert_eq(OPS(st)->capture_seen(st, cap[0], &seen, err, sizeof err), FPAY_OK);
+    cr_expect_eq(seen, 1);
+    cr_assert_eq(OPS(st)->terminal_failure_count(st, "till-9", 0, &n, err, sizeof err),
+                 FPAY_OK);
+    cr_expect_eq(n, 1);
+
+    /* Counters and a record; then an erasure and its record. */
+    fpay_audit_record r2;
+    tsu_audit_record(&r2, "batch", 2);
+    fpay_store_batch c2 = {.counters_hash = row.account_hash, .counters = &cn,
+                           .audit = &r2, .keys = &K};
+    cr_assert_eq(OPS(st)->write_batch(st, &c2, err, sizeof err), FPAY_OK, "%s", err);
+    cr_expect_eq(r2.seq, 2);
+    cr_assert_eq(OPS(st)->get_counters(st, row.account_hash, &got, err, sizeof err), FPAY_OK);
+    cr_expect_eq(got.consecutive_failures, 3);
+    fpay_audit_record r3;
+    tsu_audit_record(&r3, "batch", 3);
+    fpay_store_batch d = {.delete_hash = row.account_hash, .audit = &r3, .keys = &K};
+    cr_assert_eq(OPS(st)->write_batch(st, &d, err, sizeof err), FPAY_OK, "%s", err);
+    cr_expect_eq(d.existed, 1);
+    cr_assert_eq(OPS(st)->write_batch(st, &d, err, sizeof err), FPAY_OK, "%s", err);
+    cr_expect_eq(d.existed, 0);
+    cr_assert_eq(OPS(st)->check(st, &na, &nr, err, sizeof err), FPAY_OK, "%s", err);
+    cr_expect_eq(na, 0);
+    cr_expect_eq(nr, 4);
+    cr_assert_eq(OPS(st)->capture_seen(st, cap[0], &seen, err, sizeof err), FPAY_OK);
+    cr_expect_eq(seen, 0);
+    fpay_account_row_clear(&row);
+    OPS(st)->close(st);
+}
+
 Test(store, counters_settings_terminals)
 {
     fpay_store *st = tsu_open(db, NULL);

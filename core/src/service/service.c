@@ -168,33 +168,63 @@ static void finish(fpay_service_result *out, fpay_status st, fpay_reason reason,
     }
 }
 
-/* Appends the call's record. The decision logged is decide()'s for the
- * outcome so far; if the append itself fails, the call becomes
- * INTERNAL_ERROR and no record of it exists (the store keeps nothing of a
- * failed append). */
-static void audit(fpay_service *svc, const char *terminal, const char *op,
-                  const fpay_service_result *r, fpay_status *st, int matched)
+/* The audit record of a call answering decide(st, reason of r, matched). */
+static void audit_fill(fpay_service *svc, const char *terminal, const char *op,
+                       const fpay_service_result *r, fpay_status st, int matched,
+                       fpay_audit_record *rec)
 {
-    fpay_audit_record rec;
-    memset(&rec, 0, sizeof rec);
-    rec.time_ms = now_unix_ms(svc);
-    snprintf(rec.terminal_id, sizeof rec.terminal_id, "%s",
+    memset(rec, 0, sizeof *rec);
+    rec->time_ms = now_unix_ms(svc);
+    snprintf(rec->terminal_id, sizeof rec->terminal_id, "%s",
              terminal && terminal_ok(terminal) ? terminal : "local");
-    snprintf(rec.account_prefix, sizeof rec.account_prefix, "%s",
+    snprintf(rec->account_prefix, sizeof rec->account_prefix, "%s",
              r->account_hash_prefix);
-    snprintf(rec.op, sizeof rec.op, "%s", op);
-    fpay_reason reason = *st != FPAY_OK && r->reason == FPAY_REASON_NONE
+    snprintf(rec->op, sizeof rec->op, "%s", op);
+    fpay_reason reason = st != FPAY_OK && r->reason == FPAY_REASON_NONE
                              ? FPAY_REASON_INTERNAL_ERROR
                              : r->reason;
-    snprintf(rec.decision, sizeof rec.decision, "%s",
-             fpay_decision_name(decide(*st, reason, matched)));
-    snprintf(rec.reason, sizeof rec.reason, "%s", fpay_reason_name(reason));
-    rec.latency_ms = r->times.total;
+    snprintf(rec->decision, sizeof rec->decision, "%s",
+             fpay_decision_name(decide(st, reason, matched)));
+    snprintf(rec->reason, sizeof rec->reason, "%s", fpay_reason_name(reason));
+    rec->latency_ms = r->times.total;
+}
+
+/* The end of every call that leaves an audit record: the call's state
+ * change (b's parts; it may hold none) and the record of its answer,
+ * decide(*st, *reason, matched), go to the store in one transaction, so
+ * neither is ever kept without the other. If that write fails, nothing of
+ * it is kept (but see the store contract on a COMMIT that fails at the
+ * sync: then it may be kept whole), the call becomes DECLINE
+ * INTERNAL_ERROR, and a second, best-effort record says so; when that one
+ * fails too, no record of the call exists. out->reason and
+ * out->times.total are set here. */
+static void commit_call(fpay_service *svc, const char *terminal, const char *op,
+                        fpay_service_result *out, fpay_status *st, fpay_reason *reason,
+                        int matched, double t0, fpay_store_batch *b)
+{
     char err[256];
-    fpay_status ast = svc->store->ops->audit_append(svc->store, &svc->keys, &rec,
-                                                    err, sizeof err);
-    if (ast != FPAY_OK && *st == FPAY_OK)
-        *st = ast;
+    out->reason = *reason;
+    out->times.total = mono_ms() - t0;
+    fpay_audit_record rec;
+    audit_fill(svc, terminal, op, out, *st, matched, &rec);
+    b->audit = &rec;
+    b->keys = &svc->keys;
+    fpay_status ws = svc->store->ops->write_batch(svc->store, b, err, sizeof err);
+    b->audit = NULL;
+    if (ws == FPAY_OK)
+        return;
+    if (*st == FPAY_OK)
+        *st = ws;
+    *reason = FPAY_REASON_INTERNAL_ERROR;
+    out->reason = *reason;
+    fpay_audit_record fb;
+    audit_fill(svc, terminal, op, out, *st, matched, &fb);
+    /* The same record again would only be a retry of what just failed
+     * (and a duplicate, if that failed COMMIT is kept after all). */
+    if (strcmp(fb.decision, rec.decision) == 0 && strcmp(fb.reason, rec.reason) == 0)
+        return;
+    fpay_store_batch ab = {.audit = &fb, .keys = &svc->keys};
+    (void)svc->store->ops->write_batch(svc->store, &ab, err, sizeof err);
 }
 
 /* Normalises and hashes req's account; fills the prefix. */
@@ -714,39 +744,41 @@ static void match_one(fpay_service *svc, vstate *v, const float *emb,
     out->times.match = mono_ms() - t;
 }
 
-/* Counters, terminal failures and the audit record of one finished
- * verification, then its decision. */
+/* Counters, terminal failure and the audit record of one finished
+ * verification, in one store transaction, then its decision. */
 static void record_verify(fpay_service *svc, const fpay_request *req, vstate *v,
                           fpay_service_result *out)
 {
     char err[256];
     const char *terminal = req && req->terminal_id ? req->terminal_id : "local";
     int64_t now = now_s(svc);
+    fpay_store_batch b;
+    memset(&b, 0, sizeof b);
+    fpay_counters c = {0};
+    int locked = 0;
     if (v->st == FPAY_OK && v->counts) {
-        const fpay_store_ops *o = svc->store->ops;
+        /* The read-modify-write of the counters holds counters_mu until
+         * the new value is committed (or not). */
         pthread_mutex_lock(&svc->counters_mu);
-        fpay_counters c = {0};
-        fpay_status st = o->get_counters(svc->store, v->hash, &c, err, sizeof err);
+        locked = 1;
+        fpay_status st = svc->store->ops->get_counters(svc->store, v->hash, &c, err,
+                                                      sizeof err);
         if (st == FPAY_OK) {
             fpay_throttle_record(&svc->cfg, &c, v->matched, now);
-            st = o->put_counters(svc->store, v->hash, &c, err, sizeof err);
-        }
-        pthread_mutex_unlock(&svc->counters_mu);
-        if (st == FPAY_OK && !v->matched)
-            st = o->terminal_failure_add(svc->store, terminal, now, err, sizeof err);
-        if (st != FPAY_OK) {
+            b.counters_hash = v->hash;
+            b.counters = &c;
+            if (!v->matched) {
+                b.failure_terminal = terminal_ok(terminal) ? terminal : "local";
+                b.failure_at = now;
+            }
+        } else {
             v->st = st;
             v->reason = FPAY_REASON_INTERNAL_ERROR;
         }
     }
-    out->reason = v->reason;
-    out->times.total = mono_ms() - v->t0;
-    fpay_status st = v->st;
-    audit(svc, terminal, "verify", out, &st, v->matched);
-    if (st != v->st) {
-        v->st = st;
-        v->reason = FPAY_REASON_INTERNAL_ERROR;
-    }
+    commit_call(svc, terminal, "verify", out, &v->st, &v->reason, v->matched, v->t0, &b);
+    if (locked)
+        pthread_mutex_unlock(&svc->counters_mu);
     finish(out, v->st, v->reason, v->matched);
 }
 
@@ -929,31 +961,47 @@ fpay_status fpay_service_verify_batch(fpay_service *svc, int n, const fpay_reque
 
 /* ------------------------------------------------------------ enrollment */
 
+/* Enrolls and writes the call's audit record: the template, its capture
+ * hashes, the counters' reset and the APPROVE record in one store
+ * transaction (commit_call), or, when the call declines before that, the
+ * DECLINE record alone. */
 static fpay_status enroll_locked(fpay_service *svc, const fpay_request *req,
                                  const fpay_capture_source *caps, int n,
-                                 fpay_service_result *out, fpay_reason *reason)
+                                 fpay_service_result *out, fpay_reason *reason,
+                                 double t0)
 {
     char err[256];
     uint8_t hash[FPAY_HASH_BYTES];
+    uint8_t (*chash)[FPAY_HASH_BYTES] = NULL;
+    uint8_t *crops = NULL;
+    float *embs = NULL;
+    fpay_capture *cap = NULL;
+    uint8_t *blob = NULL;
+    size_t blob_len = 0;
+    fpay_status st = FPAY_INVALID_ARGUMENT;
+    slot *sl = NULL;
+    fpay_account_row row;
+    memset(&row, 0, sizeof row);
+    fpay_store_batch b;
+    memset(&b, 0, sizeof b);
+    int checked = 0; /* the request's arguments passed */
     *reason = FPAY_REASON_INTERNAL_ERROR;
     if (req->terminal_id && !terminal_ok(req->terminal_id))
-        return FPAY_INVALID_ARGUMENT;
+        goto out;
     if (account_of(svc, req, hash, out) != FPAY_OK) {
         *reason = FPAY_REASON_INVALID_ACCOUNT;
-        return FPAY_INVALID_ARGUMENT;
+        goto out;
     }
     if (!caps || n < 1 || n > svc->cfg.enroll_max_captures) {
         *reason = FPAY_REASON_BAD_IMAGE;
-        return FPAY_INVALID_ARGUMENT;
+        goto out;
     }
-    uint8_t (*chash)[FPAY_HASH_BYTES] = calloc((size_t)n, sizeof *chash);
-    uint8_t *crops = malloc((size_t)n * CROP_BYTES);
-    float *embs = malloc((size_t)n * FPAY_EMBED_DIM * sizeof(float));
-    fpay_capture *cap = malloc(sizeof *cap);
-    uint8_t *blob = NULL;
-    size_t blob_len = 0;
-    fpay_status st = FPAY_OK;
-    slot *sl = NULL;
+    st = FPAY_OK;
+    checked = 1;
+    chash = calloc((size_t)n, sizeof *chash);
+    crops = malloc((size_t)n * CROP_BYTES);
+    embs = malloc((size_t)n * FPAY_EMBED_DIM * sizeof(float));
+    cap = malloc(sizeof *cap);
     if (!chash || !crops || !embs || !cap) {
         st = FPAY_OUT_OF_MEMORY;
         goto out;
@@ -1035,8 +1083,6 @@ static fpay_status enroll_locked(fpay_service *svc, const fpay_request *req,
     sodium_memzero(mean, sizeof mean);
     if (st != FPAY_OK)
         goto out;
-    fpay_account_row row;
-    memset(&row, 0, sizeof row);
     memcpy(row.account_hash, hash, FPAY_HASH_BYTES);
     snprintf(row.model_sha256, sizeof row.model_sha256, "%s", svc->model_sha);
     row.template_version = FPAY_TEMPLATE_VERSION;
@@ -1044,17 +1090,29 @@ static fpay_status enroll_locked(fpay_service *svc, const fpay_request *req,
     row.blob = blob;
     row.blob_len = blob_len;
     row.enrolled_at = now_s(svc);
-    st = svc->store->ops->put_account(svc->store, &row,
-                                      (const uint8_t(*)[FPAY_HASH_BYTES])chash, n, err,
-                                      sizeof err);
     out->times.match = mono_ms() - t;
-    if (st != FPAY_OK)
-        goto out;
+    b.account = &row;
+    b.captures = (const uint8_t(*)[FPAY_HASH_BYTES])chash;
+    b.n_captures = n;
     out->captures_used = n;
     *reason = FPAY_REASON_NONE;
 out:
     if (sl)
         pool_put(svc, sl);
+    if (st != FPAY_OK && checked)
+        *reason = FPAY_REASON_INTERNAL_ERROR;
+    /* The record says what the call answers: APPROVE with the template, or
+     * the decline reached above. */
+    double tw = mono_ms();
+    if (b.account) /* the counters' reset against a verify's update */
+        pthread_mutex_lock(&svc->counters_mu);
+    commit_call(svc, req->terminal_id, "enroll", out, &st, reason, 1, t0, &b);
+    if (b.account) {
+        pthread_mutex_unlock(&svc->counters_mu);
+        out->times.match += mono_ms() - tw;
+    }
+    if (*reason != FPAY_REASON_NONE)
+        out->captures_used = 0;
     if (embs)
         sodium_memzero(embs, (size_t)n * FPAY_EMBED_DIM * sizeof(float));
     free(chash);
@@ -1062,8 +1120,6 @@ out:
     free(embs);
     free(cap);
     free(blob);
-    if (st != FPAY_OK)
-        *reason = FPAY_REASON_INTERNAL_ERROR;
     return st;
 }
 
@@ -1083,14 +1139,8 @@ fpay_status fpay_service_enroll(fpay_service *svc, const fpay_request *req,
     pthread_rwlock_rdlock(&svc->keys_lock);
     out->threshold = svc->threshold; /* calibrate changes it under the lock */
     out->fmr = svc->fmr;
-    fpay_status st = enroll_locked(svc, req, captures, n, out, &reason);
-    out->reason = reason;
-    out->times.total = mono_ms() - t0;
-    fpay_status before = st;
-    audit(svc, req->terminal_id, "enroll", out, &st, 1);
+    fpay_status st = enroll_locked(svc, req, captures, n, out, &reason, t0);
     pthread_rwlock_unlock(&svc->keys_lock);
-    if (st != before)
-        reason = FPAY_REASON_INTERNAL_ERROR;
     finish(out, st, reason, 1);
     if (out->decision == FPAY_APPROVE)
         snprintf(out->message, sizeof out->message, "enrolled from %d capture%s",
@@ -1111,32 +1161,35 @@ static fpay_status account_op(fpay_service *svc, const fpay_request *req,
         return FPAY_INVALID_ARGUMENT;
     }
     double t0 = mono_ms();
-    char err[256];
     uint8_t hash[FPAY_HASH_BYTES];
+    fpay_counters zero = {0};
     fpay_reason reason = FPAY_REASON_INTERNAL_ERROR;
-    fpay_status st;
+    fpay_status st = FPAY_OK;
+    fpay_store_batch b;
+    memset(&b, 0, sizeof b);
     pthread_rwlock_rdlock(&svc->keys_lock);
     if (req->terminal_id && !terminal_ok(req->terminal_id)) {
         st = FPAY_INVALID_ARGUMENT;
     } else if (account_of(svc, req, hash, out) != FPAY_OK) {
         st = FPAY_INVALID_ARGUMENT;
         reason = FPAY_REASON_INVALID_ACCOUNT;
-    } else if (del) {
-        int existed = 0;
-        pthread_mutex_lock(&svc->counters_mu);
-        st = svc->store->ops->delete_account(svc->store, hash, &existed, err, sizeof err);
-        pthread_mutex_unlock(&svc->counters_mu);
-        reason = st == FPAY_OK ? FPAY_REASON_NONE : FPAY_REASON_INTERNAL_ERROR;
     } else {
-        fpay_counters c = {0};
-        pthread_mutex_lock(&svc->counters_mu);
-        st = svc->store->ops->put_counters(svc->store, hash, &c, err, sizeof err);
-        pthread_mutex_unlock(&svc->counters_mu);
-        reason = st == FPAY_OK ? FPAY_REASON_NONE : FPAY_REASON_INTERNAL_ERROR;
+        /* The erasure or the reset, and its APPROVE record, together. */
+        if (del) {
+            b.delete_hash = hash;
+        } else {
+            b.counters_hash = hash;
+            b.counters = &zero;
+        }
+        reason = FPAY_REASON_NONE;
     }
-    out->reason = reason;
-    out->times.total = mono_ms() - t0;
-    audit(svc, req->terminal_id, del ? "delete" : "unlock", out, &st, 1);
+    int state = b.delete_hash || b.counters_hash;
+    if (state)
+        pthread_mutex_lock(&svc->counters_mu);
+    commit_call(svc, req->terminal_id, del ? "delete" : "unlock", out, &st, &reason, 1,
+                t0, &b);
+    if (state)
+        pthread_mutex_unlock(&svc->counters_mu);
     pthread_rwlock_unlock(&svc->keys_lock);
     finish(out, st, reason, 1);
     if (out->decision == FPAY_APPROVE)
@@ -1275,11 +1328,15 @@ fpay_status fpay_service_rotate_key(fpay_service *svc, const char *new_key_file,
         fpay_set_err(err, err_len, "rotate-key: a stored template does not open "
                                    "under the current key; nothing was changed");
     }
+    /* The rotation committed in rekey_all (whose callback may not call the
+     * store); its record follows in a transaction of its own. */
     fpay_service_result r;
     result_init(svc, &r);
-    r.reason = st == FPAY_OK ? FPAY_REASON_NONE : FPAY_REASON_INTERNAL_ERROR;
+    fpay_reason rreason = st == FPAY_OK ? FPAY_REASON_NONE : FPAY_REASON_INTERNAL_ERROR;
     fpay_status ast = FPAY_OK;
-    audit(svc, "local", "rotate_key", &r, &ast, 1);
+    fpay_store_batch ab;
+    memset(&ab, 0, sizeof ab);
+    commit_call(svc, "local", "rotate_key", &r, &ast, &rreason, 1, mono_ms(), &ab);
     pthread_rwlock_unlock(&svc->keys_lock);
     fpay_keys_wipe(&nk);
     if (st == FPAY_OK && ast != FPAY_OK) {

@@ -118,10 +118,46 @@ typedef struct fpay_store_options {
     int busy_timeout_ms;        /* 5000 */
 } fpay_store_options;
 
+/* One transaction's worth of writes for fpay_store_ops.write_batch: every
+ * part is optional (NULL = absent) and the parts present are applied in the
+ * order listed, inside one write transaction. The service puts a call's
+ * state change and the audit record of its answer in one batch, so the
+ * store never holds one without the other. */
+typedef struct fpay_store_batch {
+    /* Erase an account: template, counters and capture hashes; existed
+     * (out) says whether there was a template. */
+    const uint8_t *delete_hash;             /* FPAY_HASH_BYTES */
+    int existed;
+    /* Insert or replace a template and reset its counters, as put_account
+     * (captures: n_captures hashes, may be 0). */
+    const fpay_account_row *account;
+    const uint8_t (*captures)[FPAY_HASH_BYTES];
+    int n_captures;
+    /* Set an account hash's counters, as put_counters. */
+    const uint8_t *counters_hash;           /* FPAY_HASH_BYTES */
+    const fpay_counters *counters;
+    /* Record one failure of a terminal, as terminal_failure_add. */
+    const char *failure_terminal;
+    int64_t failure_at;
+    /* Append an audit record, as audit_append (seq, prev and hash filled
+     * in); keys is needed with it. */
+    fpay_audit_record *audit;
+    const fpay_keys *keys;
+} fpay_store_batch;
+
 /* Every call is safe from many threads (one connection per thread, or a
- * mutex: the implementation's choice). Each mutating call is atomic: on any
- * failure nothing of it is kept. Errors come back as a status and a line in
- * err (caller-owned; may be NULL). */
+ * mutex: the implementation's choice). Each mutating call is atomic: when
+ * it succeeds all of it is kept, and when it fails before its COMMIT
+ * nothing of it is. One exception no store over a file system can close:
+ * a COMMIT that fails at the final sync, after the transaction was written
+ * out (SQLite's WAL: the frames are in the -wal file, the fsync failed),
+ * reports failure, yet the transaction may be found whole by the recovery
+ * at the next open. It is then kept whole, never in part: a caller that
+ * reported failure must not assume "nothing happened", only "all or
+ * nothing happened" (the service answers DECLINE either way, and since the
+ * state change and its audit record share one transaction the stored
+ * record still describes the stored state). Errors come back as a status
+ * and a line in err (caller-owned; may be NULL). */
 typedef struct fpay_store_ops {
     int version;                /* FPAY_STORE_OPS_VERSION */
     const char *name;           /* "sqlite" */
@@ -196,12 +232,23 @@ typedef struct fpay_store_ops {
                              int (*fn)(fpay_account_row *row, void *ctx),
                              void *ctx, char *err, size_t el);
 
+    /* Applies every part of b in one transaction (see fpay_store_batch):
+     * all of it or, on failure, nothing (the contract above says when a
+     * failed COMMIT is kept whole). FPAY_INVALID_ARGUMENT, with nothing
+     * written, when b holds no part or a part is malformed. The single
+     * calls above (put_account, delete_account, put_counters,
+     * terminal_failure_add, audit_append) are one-part batches. */
+    fpay_status (*write_batch)(fpay_store *st, fpay_store_batch *b, char *err,
+                               size_t el);
+
     /* PRAGMA integrity_check == "ok" and the counts (for tests). */
     fpay_status (*check)(fpay_store *st, long *accounts, long *audit_records,
                          char *err, size_t el);
 } fpay_store_ops;
 
-#define FPAY_STORE_OPS_VERSION 1
+/* 2: write_batch (a call's state change and its audit record in one
+ * transaction). */
+#define FPAY_STORE_OPS_VERSION 2
 
 struct fpay_store {
     const fpay_store_ops *ops;

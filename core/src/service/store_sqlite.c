@@ -5,7 +5,13 @@
  * lost enrollment, a forgotten failure counter (free guesses) or a hole in
  * the audit log. Every write is one BEGIN IMMEDIATE transaction (the write
  * lock is taken up front, so two writers never deadlock upgrading read
- * locks) and every failure rolls it back.
+ * locks) and every failure rolls it back. write_batch puts several writes
+ * (the service's state change and the audit record of its answer) in one
+ * such transaction; the single-write calls are one-part batches.
+ *
+ * A COMMIT that fails at the WAL fsync, after its frames were written, is
+ * reported as a failure, yet WAL recovery at the next open may find the
+ * frames and keep the transaction, whole (service_internal.h's contract).
  *
  * Threads: a small pool of connections, each used by one thread at a time
  * (SQLITE_OPEN_NOMUTEX). Readers run in parallel under WAL; writers queue
@@ -567,24 +573,16 @@ static fpay_status sq_get_account(fpay_store *base, const uint8_t hash[FPAY_HASH
     return st;
 }
 
-static fpay_status sq_put_account(fpay_store *base, const fpay_account_row *row,
+/* The writes of each batch part, inside the caller's transaction. */
+static fpay_status put_account_in(call *c, const fpay_account_row *row,
                                   const uint8_t (*captures)[FPAY_HASH_BYTES],
-                                  int n_captures, char *err, size_t el)
+                                  int n_captures)
 {
-    fpay_status st = check_row(row, err, el);
-    if (st != FPAY_OK)
-        return st;
-    if (n_captures < 0 || n_captures > CAPTURES_MAX || (n_captures > 0 && !captures))
-        return bad_arg(err, el, "put_account: bad capture list");
-    call c;
-    if ((st = acquire(base, &c, err, el)) != FPAY_OK)
-        return st;
     sqlite3_stmt *q;
-    st = begin(&c);
+    fpay_status st;
     /* An upsert, not INSERT OR REPLACE: REPLACE deletes the old row first,
      * and the foreign key would take the capture hashes with it. */
-    if (st == FPAY_OK &&
-        (st = prep(&c,
+    if ((st = prep(c,
                    "INSERT INTO accounts (hash, model_sha256, template_version,"
                    " key_id, blob, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
                    " ON CONFLICT (hash) DO UPDATE SET"
@@ -599,31 +597,42 @@ static fpay_status sq_put_account(fpay_store *base, const fpay_account_row *row,
             sqlite3_bind_blob(q, 5, row->blob, (int)row->blob_len, SQLITE_STATIC) ||
             sqlite3_bind_int64(q, 6, row->enrolled_at)) {
             sqlite3_finalize(q);
-            st = sq_fail(&c, sqlite3_errcode(c.db), "bind");
+            st = sq_fail(c, sqlite3_errcode(c->db), "bind");
         } else {
-            st = step_done(&c, q, "write account");
+            st = step_done(c, q, "write account");
         }
     }
-    if (st == FPAY_OK && (st = prep(&c, "DELETE FROM counters WHERE hash = ?1",
+    if (st == FPAY_OK && (st = prep(c, "DELETE FROM counters WHERE hash = ?1",
                                     &q)) == FPAY_OK) {
         bind_hash(q, 1, row->account_hash);
-        st = step_done(&c, q, "reset counters");
+        st = step_done(c, q, "reset counters");
     }
     for (int i = 0; st == FPAY_OK && i < n_captures; i++) {
         /* DO NOTHING: a capture stays attributed to the account it first
          * enrolled; the service refuses reuse before it gets here. */
-        if ((st = prep(&c,
+        if ((st = prep(c,
                        "INSERT INTO captures (hash, account) VALUES (?1, ?2)"
                        " ON CONFLICT (hash) DO NOTHING",
                        &q)) != FPAY_OK)
             break;
         bind_hash(q, 1, captures[i]);
         bind_hash(q, 2, row->account_hash);
-        st = step_done(&c, q, "remember capture");
+        st = step_done(c, q, "remember capture");
     }
-    st = finish(&c, st);
-    release(&c);
     return st;
+}
+
+static fpay_status sq_write_batch(fpay_store *base, fpay_store_batch *b, char *err,
+                                  size_t el);
+
+static fpay_status sq_put_account(fpay_store *base, const fpay_account_row *row,
+                                  const uint8_t (*captures)[FPAY_HASH_BYTES],
+                                  int n_captures, char *err, size_t el)
+{
+    if (!row)
+        return bad_arg(err, el, "put_account: NULL argument");
+    fpay_store_batch b = {.account = row, .captures = captures, .n_captures = n_captures};
+    return sq_write_batch(base, &b, err, el);
 }
 
 static fpay_status delete_by_hash(call *c, const char *sql, const uint8_t *h,
@@ -640,6 +649,21 @@ static fpay_status delete_by_hash(call *c, const char *sql, const uint8_t *h,
     return st;
 }
 
+static fpay_status delete_account_in(call *c, const uint8_t *hash, int *existed)
+{
+    int n = 0;
+    /* Captures first: the cascade would do it, but not if foreign keys
+     * were ever off on some connection. */
+    fpay_status st = delete_by_hash(c, "DELETE FROM captures WHERE account = ?1", hash,
+                                    NULL);
+    if (st == FPAY_OK)
+        st = delete_by_hash(c, "DELETE FROM accounts WHERE hash = ?1", hash, &n);
+    if (st == FPAY_OK)
+        st = delete_by_hash(c, "DELETE FROM counters WHERE hash = ?1", hash, NULL);
+    *existed = n > 0;
+    return st;
+}
+
 static fpay_status sq_delete_account(fpay_store *base, const uint8_t hash[FPAY_HASH_BYTES],
                                      int *existed, char *err, size_t el)
 {
@@ -647,24 +671,10 @@ static fpay_status sq_delete_account(fpay_store *base, const uint8_t hash[FPAY_H
         *existed = 0;
     if (!hash)
         return bad_arg(err, el, "delete_account: NULL argument");
-    call c;
-    fpay_status st = acquire(base, &c, err, el);
-    if (st != FPAY_OK)
-        return st;
-    int n = 0;
-    st = begin(&c);
-    /* Captures first: the cascade would do it, but not if foreign keys
-     * were ever off on some connection. */
-    if (st == FPAY_OK)
-        st = delete_by_hash(&c, "DELETE FROM captures WHERE account = ?1", hash, NULL);
-    if (st == FPAY_OK)
-        st = delete_by_hash(&c, "DELETE FROM accounts WHERE hash = ?1", hash, &n);
-    if (st == FPAY_OK)
-        st = delete_by_hash(&c, "DELETE FROM counters WHERE hash = ?1", hash, NULL);
-    st = finish(&c, st);
-    release(&c);
+    fpay_store_batch b = {.delete_hash = hash};
+    fpay_status st = sq_write_batch(base, &b, err, el);
     if (st == FPAY_OK && existed)
-        *existed = n > 0;
+        *existed = b.existed;
     return st;
 }
 
@@ -733,67 +743,65 @@ static fpay_status sq_get_counters(fpay_store *base, const uint8_t hash[FPAY_HAS
     return st;
 }
 
+static fpay_status put_counters_in(call *c, const uint8_t *hash, const fpay_counters *cn)
+{
+    sqlite3_stmt *q;
+    fpay_status st;
+    if (cn->consecutive_failures == 0 && !cn->locked) {
+        /* All zero is what an absent row means: keep the table small. */
+        return delete_by_hash(c, "DELETE FROM counters WHERE hash = ?1", hash, NULL);
+    }
+    if ((st = prep(c,
+                   "INSERT INTO counters (hash, failures, last_failure,"
+                   " locked) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (hash)"
+                   " DO UPDATE SET failures = excluded.failures,"
+                   " last_failure = excluded.last_failure,"
+                   " locked = excluded.locked",
+                   &q)) != FPAY_OK)
+        return st;
+    bind_hash(q, 1, hash);
+    sqlite3_bind_int(q, 2, cn->consecutive_failures);
+    sqlite3_bind_int64(q, 3, cn->last_failure);
+    sqlite3_bind_int(q, 4, cn->locked ? 1 : 0);
+    return step_done(c, q, "write counters");
+}
+
 static fpay_status sq_put_counters(fpay_store *base, const uint8_t hash[FPAY_HASH_BYTES],
                                    const fpay_counters *cn, char *err, size_t el)
 {
-    if (!hash || !cn || cn->consecutive_failures < 0)
+    if (!hash || !cn)
         return bad_arg(err, el, "put_counters: NULL argument or negative count");
-    call c;
-    fpay_status st = acquire(base, &c, err, el);
-    if (st != FPAY_OK)
-        return st;
-    sqlite3_stmt *q;
-    st = begin(&c);
-    if (st == FPAY_OK && cn->consecutive_failures == 0 && !cn->locked) {
-        /* All zero is what an absent row means: keep the table small. */
-        st = delete_by_hash(&c, "DELETE FROM counters WHERE hash = ?1", hash, NULL);
-    } else if (st == FPAY_OK &&
-               (st = prep(&c,
-                          "INSERT INTO counters (hash, failures, last_failure,"
-                          " locked) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (hash)"
-                          " DO UPDATE SET failures = excluded.failures,"
-                          " last_failure = excluded.last_failure,"
-                          " locked = excluded.locked",
-                          &q)) == FPAY_OK) {
-        bind_hash(q, 1, hash);
-        sqlite3_bind_int(q, 2, cn->consecutive_failures);
-        sqlite3_bind_int64(q, 3, cn->last_failure);
-        sqlite3_bind_int(q, 4, cn->locked ? 1 : 0);
-        st = step_done(&c, q, "write counters");
-    }
-    st = finish(&c, st);
-    release(&c);
-    return st;
+    fpay_store_batch b = {.counters_hash = hash, .counters = cn};
+    return sq_write_batch(base, &b, err, el);
 }
 
 /* ---------------------------------------------------------- terminals */
+
+static fpay_status terminal_failure_in(call *c, const char *terminal, int64_t now)
+{
+    sqlite3_stmt *q;
+    fpay_status st;
+    if ((st = prep(c, "INSERT INTO terminal_failures (terminal, at) VALUES (?1, ?2)",
+                   &q)) == FPAY_OK) {
+        bind_text(q, 1, terminal);
+        sqlite3_bind_int64(q, 2, now);
+        st = step_done(c, q, "record terminal failure");
+    }
+    if (st == FPAY_OK &&
+        (st = prep(c, "DELETE FROM terminal_failures WHERE at < ?1", &q)) == FPAY_OK) {
+        sqlite3_bind_int64(q, 1, now - FAILURE_KEEP_S);
+        st = step_done(c, q, "prune terminal failures");
+    }
+    return st;
+}
 
 static fpay_status sq_terminal_failure_add(fpay_store *base, const char *terminal,
                                            int64_t now, char *err, size_t el)
 {
     if (!name_ok(terminal))
         return bad_arg(err, el, "terminal id missing or longer than 63 bytes");
-    call c;
-    fpay_status st = acquire(base, &c, err, el);
-    if (st != FPAY_OK)
-        return st;
-    sqlite3_stmt *q;
-    st = begin(&c);
-    if (st == FPAY_OK &&
-        (st = prep(&c, "INSERT INTO terminal_failures (terminal, at) VALUES (?1, ?2)",
-                   &q)) == FPAY_OK) {
-        bind_text(q, 1, terminal);
-        sqlite3_bind_int64(q, 2, now);
-        st = step_done(&c, q, "record terminal failure");
-    }
-    if (st == FPAY_OK &&
-        (st = prep(&c, "DELETE FROM terminal_failures WHERE at < ?1", &q)) == FPAY_OK) {
-        sqlite3_bind_int64(q, 1, now - FAILURE_KEEP_S);
-        st = step_done(&c, q, "prune terminal failures");
-    }
-    st = finish(&c, st);
-    release(&c);
-    return st;
+    fpay_store_batch b = {.failure_terminal = terminal, .failure_at = now};
+    return sq_write_batch(base, &b, err, el);
 }
 
 static fpay_status sq_terminal_failure_count(fpay_store *base, const char *terminal,
@@ -900,63 +908,124 @@ static fpay_status sq_terminal_get(fpay_store *base, const char *terminal,
 
 static int fits(const char *s, size_t cap) { return strnlen(s, cap) < cap; }
 
+static int audit_ok(const fpay_audit_record *rec)
+{
+    return rec && fits(rec->terminal_id, sizeof rec->terminal_id) &&
+           fits(rec->account_prefix, sizeof rec->account_prefix) &&
+           fits(rec->op, sizeof rec->op) && fits(rec->decision, sizeof rec->decision) &&
+           fits(rec->reason, sizeof rec->reason);
+}
+
+static fpay_status audit_append_in(call *c, const fpay_keys *keys, fpay_audit_record *rec)
+{
+    sqlite3_stmt *q;
+    fpay_status st;
+    /* Read the head under the write lock: no other append can slip in
+     * between, so the chain never forks. */
+    if ((st = prep(c, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &q)) !=
+        FPAY_OK)
+        return st;
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        int r = col_blob_exact(q, 1, rec->prev, FPAY_HASH_BYTES);
+        int64_t seq = sqlite3_column_int64(q, 0);
+        if (r < 0)
+            st = sq_fail(c, SQLITE_NOMEM, "read audit head");
+        else if (r == 0 || seq < 1 || seq == INT64_MAX)
+            st = bad_row(c, "audit", "last record's hash or seq is invalid");
+        else
+            rec->seq = seq + 1;
+    } else if (rc == SQLITE_DONE) {
+        memset(rec->prev, 0, FPAY_HASH_BYTES);
+        rec->seq = 1;
+    } else {
+        st = sq_fail(c, rc, "read audit head");
+    }
+    sqlite3_finalize(q);
+    if (st != FPAY_OK)
+        return st;
+    fpay_audit_link(keys, rec, rec->hash);
+    if ((st = prep(c, "INSERT INTO audit (" AUDIT_COLUMNS ") VALUES"
+                      " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                   &q)) != FPAY_OK)
+        return st;
+    sqlite3_bind_int64(q, 1, rec->seq);
+    sqlite3_bind_int64(q, 2, rec->time_ms);
+    bind_text(q, 3, rec->terminal_id);
+    bind_text(q, 4, rec->account_prefix);
+    bind_text(q, 5, rec->op);
+    bind_text(q, 6, rec->decision);
+    bind_text(q, 7, rec->reason);
+    sqlite3_bind_double(q, 8, rec->latency_ms);
+    bind_hash(q, 9, rec->prev);
+    bind_hash(q, 10, rec->hash);
+    return step_done(c, q, "append audit record");
+}
+
 static fpay_status sq_audit_append(fpay_store *base, const fpay_keys *keys,
                                    fpay_audit_record *rec, char *err, size_t el)
 {
-    if (!keys || !rec || !fits(rec->terminal_id, sizeof rec->terminal_id) ||
-        !fits(rec->account_prefix, sizeof rec->account_prefix) ||
-        !fits(rec->op, sizeof rec->op) || !fits(rec->decision, sizeof rec->decision) ||
-        !fits(rec->reason, sizeof rec->reason))
+    if (!keys || !audit_ok(rec))
         return bad_arg(err, el, "audit_append: NULL argument or unterminated field");
-    call c;
-    fpay_status st = acquire(base, &c, err, el);
+    fpay_store_batch b = {.audit = rec, .keys = keys};
+    return sq_write_batch(base, &b, err, el);
+}
+
+/* ------------------------------------------------------------- batches */
+
+/* Every part is checked before the transaction starts: a malformed batch
+ * writes nothing and costs no lock. */
+static fpay_status check_batch(const fpay_store_batch *b, char *err, size_t el)
+{
+    if (!b)
+        return bad_arg(err, el, "write_batch: NULL batch");
+    if (!b->delete_hash && !b->account && !b->counters_hash && !b->counters &&
+        !b->failure_terminal && !b->audit)
+        return bad_arg(err, el, "write_batch: empty batch");
+    if (b->account) {
+        fpay_status st = check_row(b->account, err, el);
+        if (st != FPAY_OK)
+            return st;
+    }
+    if ((b->n_captures != 0 && !b->account) || b->n_captures < 0 ||
+        b->n_captures > CAPTURES_MAX || (b->n_captures > 0 && !b->captures))
+        return bad_arg(err, el, "put_account: bad capture list");
+    if (!b->counters_hash != !b->counters ||
+        (b->counters && b->counters->consecutive_failures < 0))
+        return bad_arg(err, el, "put_counters: NULL argument or negative count");
+    if (b->failure_terminal && !name_ok(b->failure_terminal))
+        return bad_arg(err, el, "terminal id missing or longer than 63 bytes");
+    if (b->audit && (!b->keys || !audit_ok(b->audit)))
+        return bad_arg(err, el, "audit_append: NULL argument or unterminated field");
+    return FPAY_OK;
+}
+
+static fpay_status sq_write_batch(fpay_store *base, fpay_store_batch *b, char *err,
+                                  size_t el)
+{
+    fpay_status st = check_batch(b, err, el);
     if (st != FPAY_OK)
         return st;
-    sqlite3_stmt *q;
+    b->existed = 0;
+    call c;
+    if ((st = acquire(base, &c, err, el)) != FPAY_OK)
+        return st;
+    int existed = 0;
     st = begin(&c);
-    /* Read the head under the write lock: no other append can slip in
-     * between, so the chain never forks. */
-    if (st == FPAY_OK &&
-        (st = prep(&c, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                   &q)) == FPAY_OK) {
-        int rc = sqlite3_step(q);
-        if (rc == SQLITE_ROW) {
-            int r = col_blob_exact(q, 1, rec->prev, FPAY_HASH_BYTES);
-            int64_t seq = sqlite3_column_int64(q, 0);
-            if (r < 0)
-                st = sq_fail(&c, SQLITE_NOMEM, "read audit head");
-            else if (r == 0 || seq < 1 || seq == INT64_MAX)
-                st = bad_row(&c, "audit", "last record's hash or seq is invalid");
-            else
-                rec->seq = seq + 1;
-        } else if (rc == SQLITE_DONE) {
-            memset(rec->prev, 0, FPAY_HASH_BYTES);
-            rec->seq = 1;
-        } else {
-            st = sq_fail(&c, rc, "read audit head");
-        }
-        sqlite3_finalize(q);
-    }
-    if (st == FPAY_OK)
-        fpay_audit_link(keys, rec, rec->hash);
-    if (st == FPAY_OK &&
-        (st = prep(&c, "INSERT INTO audit (" AUDIT_COLUMNS ") VALUES"
-                       " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                   &q)) == FPAY_OK) {
-        sqlite3_bind_int64(q, 1, rec->seq);
-        sqlite3_bind_int64(q, 2, rec->time_ms);
-        bind_text(q, 3, rec->terminal_id);
-        bind_text(q, 4, rec->account_prefix);
-        bind_text(q, 5, rec->op);
-        bind_text(q, 6, rec->decision);
-        bind_text(q, 7, rec->reason);
-        sqlite3_bind_double(q, 8, rec->latency_ms);
-        bind_hash(q, 9, rec->prev);
-        bind_hash(q, 10, rec->hash);
-        st = step_done(&c, q, "append audit record");
-    }
+    if (st == FPAY_OK && b->delete_hash)
+        st = delete_account_in(&c, b->delete_hash, &existed);
+    if (st == FPAY_OK && b->account)
+        st = put_account_in(&c, b->account, b->captures, b->n_captures);
+    if (st == FPAY_OK && b->counters_hash)
+        st = put_counters_in(&c, b->counters_hash, b->counters);
+    if (st == FPAY_OK && b->failure_terminal)
+        st = terminal_failure_in(&c, b->failure_terminal, b->failure_at);
+    if (st == FPAY_OK && b->audit)
+        st = audit_append_in(&c, b->keys, b->audit);
     st = finish(&c, st);
     release(&c);
+    if (st == FPAY_OK)
+        b->existed = existed;
     return st;
 }
 
@@ -1325,6 +1394,7 @@ static const fpay_store_ops sq_ops = {
     .setting_get = sq_setting_get,
     .setting_put = sq_setting_put,
     .rekey_all = sq_rekey_all,
+    .write_batch = sq_write_batch,
     .check = sq_check,
 };
 
