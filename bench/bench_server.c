@@ -17,6 +17,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -79,6 +81,20 @@ static pid_t spawn(const char *const *argv, int *out_fd)
     return pid;
 }
 
+/* After the port line the server keeps logging (an operator line per
+ * request): unread, its pipe fills after a few hundred requests and the
+ * server blocks in write(), stalling every request and its shutdown. This
+ * thread reads and drops the rest until the server exits. */
+static void *drain_output(void *arg)
+{
+    int fd = *(const int *)arg;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    char buf[4096];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    return NULL;
+}
+
 /* Reads the server's output until a line names its port (":PORT" after
  * 127.0.0.1/localhost, or "port PORT"), for up to timeout_ms. */
 static int read_port(int fd, int timeout_ms, char *log, size_t log_len)
@@ -137,6 +153,8 @@ int fpay_bench_suite_server(const fpay_bench_opts *o)
     }
     pid_t server = -1;
     int sfd = -1, rc = 1;
+    pthread_t drainer;
+    bool drain_started = false;
     snprintf(db, sizeof db, "%s/store.db", dir);
     snprintf(key, sizeof key, "%s/master.key", dir);
     snprintf(cmd, sizeof cmd, "'%s' keygen '%s' >/dev/null 2>&1 || '%s' keygen --out '%s' >/dev/null 2>&1",
@@ -183,6 +201,7 @@ int fpay_bench_suite_server(const fpay_bench_opts *o)
         rc = 0;
         goto out;
     }
+    drain_started = pthread_create(&drainer, NULL, drain_output, &sfd) == 0;
     char url[64], term[32], dur[32];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
     snprintf(term, sizeof term, "%ld", terminals);
@@ -269,6 +288,8 @@ out:
     if (server > 0) {
         kill(-server, SIGTERM);
         waitpid(server, NULL, 0);
+        if (drain_started)
+            pthread_join(drainer, NULL); /* EOF once the server is gone */
         close(sfd);
     }
     const char *files[] = {db, key};
