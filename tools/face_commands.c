@@ -14,6 +14,7 @@
  * Failures print one line "facepay: ..." on stderr and exit 1 (2 for usage).
  */
 #define _POSIX_C_SOURCE 200809L
+#include "cli_util.h"
 #include "face_commands.h"
 #include "face_common.h"
 
@@ -116,17 +117,6 @@ const char *fpay_face_help(const char *cmd)
     return NULL;
 }
 
-int fpay_face_die(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("facepay: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return code;
-}
-
 /* ---------------------------------------------------------- options */
 
 int fpay_face_parse_opts(int argc, char **argv, opts *o, int want_args, const char *cmd)
@@ -148,29 +138,26 @@ int fpay_face_parse_opts(int argc, char **argv, opts *o, int want_args, const ch
             char *end;
             long v = strtol(argv[++i], &end, 10);
             if (*end || v < 1 || v > 64)
-                return fpay_face_die(EXIT_USAGE, "--threads wants 1..64, got '%s'", argv[i]);
+                return fpay_cli_die(EXIT_USAGE, "--threads wants 1..64, got '%s'", argv[i]);
             o->workers = (int)v;
         } else if (!strcmp(a, "--min-face") && has) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
             if (*end || v < 12 || v > 100000)
-                return fpay_face_die(EXIT_USAGE, "--min-face wants pixels >= 12, got '%s'",
+                return fpay_cli_die(EXIT_USAGE, "--min-face wants pixels >= 12, got '%s'",
                                      argv[i]);
             min_face = (int)v;
         } else if (!strcmp(a, "--profile") && has) {
             const char *p = argv[++i];
-            fpay_camera_profile prof = !strcmp(p, "default") ? FPAY_CAMERA_DEFAULT
-                                       : !strcmp(p, "kiosk")  ? FPAY_CAMERA_KIOSK
-                                       : !strcmp(p, "mobile") ? FPAY_CAMERA_MOBILE
-                                                              : (fpay_camera_profile)-1;
-            if ((int)prof < 0)
-                return fpay_face_die(EXIT_USAGE,
+            fpay_camera_profile prof;
+            if (fpay_cli_parse_profile(p, &prof))
+                return fpay_cli_die(EXIT_USAGE,
                                      "--profile wants default, kiosk or mobile, got '%s'", p);
             fpay_pipeline_config_init(&o->cfg, prof);
         } else if (!strcmp(a, "--liveness") && has) {
             const char *v = argv[++i];
             if (strcmp(v, "on") && strcmp(v, "off"))
-                return fpay_face_die(EXIT_USAGE, "--liveness wants on or off, got '%s'", v);
+                return fpay_cli_die(EXIT_USAGE, "--liveness wants on or off, got '%s'", v);
             liveness = !strcmp(v, "on");
         } else if (!strcmp(a, "--annotate") && has && !strcmp(cmd, "detect")) {
             o->annotate = argv[++i];
@@ -188,20 +175,20 @@ int fpay_face_parse_opts(int argc, char **argv, opts *o, int want_args, const ch
             char *end;
             float v = strtof(argv[++i], &end);
             if (end == argv[i] || *end || !(v >= -1.0f && v <= 1.0f))
-                return fpay_face_die(EXIT_USAGE, "--threshold wants a cosine in -1..1, got '%s'",
+                return fpay_cli_die(EXIT_USAGE, "--threshold wants a cosine in -1..1, got '%s'",
                                      argv[i]);
             o->threshold = v;
             o->has_threshold = 1;
         } else if (a[0] == '-' && a[1] == '-') {
-            return fpay_face_die(EXIT_USAGE, "%s: unknown or incomplete option '%s'", cmd, a);
+            return fpay_cli_die(EXIT_USAGE, "%s: unknown or incomplete option '%s'", cmd, a);
         } else {
             if (o->nargs == 4)
-                return fpay_face_die(EXIT_USAGE, "%s: too many arguments", cmd);
+                return fpay_cli_die(EXIT_USAGE, "%s: too many arguments", cmd);
             o->args[o->nargs++] = a;
         }
     }
     if (o->nargs != want_args)
-        return fpay_face_die(EXIT_USAGE, "%s takes %d argument%s, %d given (see facepay --help)",
+        return fpay_cli_die(EXIT_USAGE, "%s takes %d argument%s, %d given (see facepay --help)",
                              cmd, want_args, want_args == 1 ? "" : "s", o->nargs);
     if (o->model) {
         /* --model names MobileFaceNet; the other models sit next to it. */
@@ -226,7 +213,7 @@ static int make_pipeline(const opts *o, const fpay_pipeline_config *cfg, fpay_pi
     char err[600];
     fpay_status st = fpay_pipeline_create(cfg ? cfg : &o->cfg, p, err, sizeof err);
     if (st != FPAY_OK)
-        return fpay_face_die(1, "%s (%s)", err, fpay_status_str(st));
+        return fpay_cli_die(1, "%s (%s)", err, fpay_status_str(st));
     return 0;
 }
 
@@ -335,7 +322,7 @@ static int write_annotated(const char *path, const fpay_image *img, const fpay_c
     im.stride = img->width * 3;
     im.pixels = malloc((size_t)img->width * (size_t)img->height * 3);
     if (!im.pixels)
-        return fpay_face_die(1, "%s: out of memory", path);
+        return fpay_cli_die(1, "%s: out of memory", path);
     for (int y = 0; y < img->height; y++)
         memcpy(im.pixels + (size_t)y * (size_t)im.stride,
                img->pixels + (size_t)y * (size_t)img->stride, (size_t)im.stride);
@@ -376,7 +363,7 @@ static int write_annotated(const char *path, const fpay_image *img, const fpay_c
     int ok = png_image_write_to_file(&png, path, 0, im.pixels, im.stride, NULL);
     free(im.pixels);
     if (!ok)
-        return fpay_face_die(1, "%s: cannot write PNG (%s)", path, png.message);
+        return fpay_cli_die(1, "%s: cannot write PNG (%s)", path, png.message);
     png_image_free(&png);
     return 0;
 }
@@ -395,7 +382,7 @@ int fpay_cmd_detect(int argc, char **argv)
     fpay_image img = {0};
     char err[512];
     if (!c)
-        return fpay_face_die(1, "out of memory");
+        return fpay_cli_die(1, "out of memory");
     if ((rc = make_pipeline(&o, NULL, &p)))
         goto out;
     double t0 = 0;
@@ -406,14 +393,14 @@ int fpay_cmd_detect(int argc, char **argv)
     }
     fpay_status st = fpay_image_load_file(o.args[0], &o.cfg.limits, &img, err, sizeof err);
     if (st != FPAY_OK) {
-        rc = fpay_face_die(1, "%s (%s)", err, fpay_status_str(st));
+        rc = fpay_cli_die(1, "%s (%s)", err, fpay_status_str(st));
         goto out;
     }
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     double decode = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6 - t0;
     if ((st = fpay_pipeline_process_image(p, &img, c)) != FPAY_OK) {
-        rc = fpay_face_die(1, "%s: %s (%s)", o.args[0], fpay_pipeline_errmsg(p),
+        rc = fpay_cli_die(1, "%s: %s (%s)", o.args[0], fpay_pipeline_errmsg(p),
                            fpay_status_str(st));
         goto out;
     }
@@ -453,10 +440,10 @@ int fpay_cmd_embed(int argc, char **argv)
     fpay_image img = {0};
     char err[512];
     if (!c)
-        return fpay_face_die(1, "out of memory");
+        return fpay_cli_die(1, "out of memory");
     fpay_status st = fpay_image_load_file(o.args[0], &o.cfg.limits, &img, err, sizeof err);
     if (st != FPAY_OK) {
-        rc = fpay_face_die(1, "%s (%s)", err, fpay_status_str(st));
+        rc = fpay_cli_die(1, "%s (%s)", err, fpay_status_str(st));
         goto out;
     }
     if (o.whole)
@@ -470,7 +457,7 @@ int fpay_cmd_embed(int argc, char **argv)
         float e[FPAY_EMBED_DIM], norm;
         fpay_image_resize_bilinear(&img, FPAY_ALIGNED_SIDE, FPAY_ALIGNED_SIDE, crop);
         if ((st = fpay_pipeline_embed_aligned(p, crop, 1, e, &norm)) != FPAY_OK) {
-            rc = fpay_face_die(1, "%s (%s)", fpay_pipeline_errmsg(p), fpay_status_str(st));
+            rc = fpay_cli_die(1, "%s (%s)", fpay_pipeline_errmsg(p), fpay_status_str(st));
             goto out;
         }
         printf("crop:       whole image resized to 112x112 (no detection)\n");
@@ -478,12 +465,12 @@ int fpay_cmd_embed(int argc, char **argv)
         goto out;
     }
     if ((st = fpay_pipeline_process_image(p, &img, c)) != FPAY_OK) {
-        rc = fpay_face_die(1, "%s: %s (%s)", o.args[0], fpay_pipeline_errmsg(p),
+        rc = fpay_cli_die(1, "%s: %s (%s)", o.args[0], fpay_pipeline_errmsg(p),
                            fpay_status_str(st));
         goto out;
     }
     if (c->payer < 0) {
-        rc = fpay_face_die(1, "%s: no face found (for a tight face crop use --whole)", o.args[0]);
+        rc = fpay_cli_die(1, "%s: no face found (for a tight face crop use --whole)", o.args[0]);
         goto out;
     }
     print_capture(o.args[0], c, 0);
@@ -508,20 +495,20 @@ int fpay_cmd_compare(int argc, char **argv)
     fpay_pipeline *p = NULL;
     fpay_capture *c = malloc(2 * sizeof *c);
     if (!c)
-        return fpay_face_die(1, "out of memory");
+        return fpay_cli_die(1, "out of memory");
     if ((rc = make_pipeline(&o, NULL, &p)))
         goto out;
     for (int i = 0; i < 2; i++) {
         fpay_status st = fpay_pipeline_process_file(p, o.args[i], &c[i]);
         if (st != FPAY_OK) {
-            rc = fpay_face_die(1, "%s (%s)", fpay_pipeline_errmsg(p), fpay_status_str(st));
+            rc = fpay_cli_die(1, "%s (%s)", fpay_pipeline_errmsg(p), fpay_status_str(st));
             goto out;
         }
         print_capture(i ? "B" : "A", &c[i], 0);
         print_timings(&c[i].timings);
     }
     if (!c[0].has_embedding || !c[1].has_embedding) {
-        rc = fpay_face_die(1, "no face found in %s", !c[0].has_embedding ? o.args[0] : o.args[1]);
+        rc = fpay_cli_die(1, "no face found in %s", !c[0].has_embedding ? o.args[0] : o.args[1]);
         goto out;
     }
     float cos = fpay_embedding_cosine(c[0].embedding, c[1].embedding, FPAY_EMBED_DIM);

@@ -24,9 +24,6 @@ typedef struct opts {
     int nargs;
 } opts;
 
-/* Prints "facepay: MESSAGE" on stderr and returns code (the exit code). */
-int fpay_face_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /* Parses a face command's options and its want_args positional arguments
  * into o (cfg from the profile, models_dir from --models/--model,
  * $FACEPAY_MODELS_DIR or the built-in default). Returns 0, or the exit code

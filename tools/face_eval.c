@@ -15,6 +15,7 @@
  * accuracy alone picks its threshold on the pairs it scores.
  */
 #define _POSIX_C_SOURCE 200809L
+#include "cli_util.h"
 #include "face_commands.h"
 #include "face_common.h"
 
@@ -83,12 +84,12 @@ static int read_pairs(const char *file, const char *root, eval_set *s)
 {
     FILE *f = fopen(file, "r");
     if (!f)
-        return fpay_face_die(1, "%s: %s", file, strerror(errno));
+        return fpay_cli_die(1, "%s: %s", file, strerror(errno));
     char line[1024];
     int folds = 0, per = 0, rc = 0;
     if (!fgets(line, sizeof line, f)) {
         fclose(f);
-        return fpay_face_die(1, "%s: empty pairs file", file);
+        return fpay_cli_die(1, "%s: empty pairs file", file);
     }
     int k = sscanf(line, "%d %d", &folds, &per);
     if (k == 1) {
@@ -97,7 +98,7 @@ static int read_pairs(const char *file, const char *root, eval_set *s)
     }
     if (k < 1 || per < 1 || per > 100000 || folds < 0 || folds > 100) {
         fclose(f);
-        return fpay_face_die(1, "%s: first line must be 'N' (View 1) or 'FOLDS N' (View 2)", file);
+        return fpay_cli_die(1, "%s: first line must be 'N' (View 1) or 'FOLDS N' (View 2)", file);
     }
     const int nf = folds ? folds : 1;
     s->folds = folds;
@@ -105,13 +106,13 @@ static int read_pairs(const char *file, const char *root, eval_set *s)
     s->pairs = calloc((size_t)s->npairs, sizeof *s->pairs);
     if (!s->pairs) {
         fclose(f);
-        return fpay_face_die(1, "out of memory");
+        return fpay_cli_die(1, "out of memory");
     }
     for (int i = 0; i < s->npairs; i++) {
         char n1[256], n2[256];
         int i1, i2, i3;
         if (!fgets(line, sizeof line, f)) {
-            rc = fpay_face_die(1, "%s: %d pairs announced, file ends after %d", file, s->npairs, i);
+            rc = fpay_cli_die(1, "%s: %d pairs announced, file ends after %d", file, s->npairs, i);
             break;
         }
         line[strcspn(line, "\r\n")] = 0;
@@ -121,14 +122,14 @@ static int read_pairs(const char *file, const char *root, eval_set *s)
         p->fold = i / (2 * per);
         if (same ? sscanf(line, "%255s %d %d", n1, &i1, &i2) != 3
                  : sscanf(line, "%255s %d %255s %d", n1, &i1, n2, &i3) != 4) {
-            rc = fpay_face_die(1, "%s: line %d is not a %s pair: %.60s", file, i + 2,
+            rc = fpay_cli_die(1, "%s: line %d is not a %s pair: %.60s", file, i + 2,
                                same ? "'name i j'" : "'name1 i name2 j'", line);
             break;
         }
         p->a = find_or_add(s, root, n1, i1);
         p->b = same ? find_or_add(s, root, n1, i2) : find_or_add(s, root, n2, i3);
         if (p->a < 0 || p->b < 0) {
-            rc = fpay_face_die(1, "out of memory");
+            rc = fpay_cli_die(1, "out of memory");
             break;
         }
     }
@@ -242,7 +243,7 @@ static void write_roc_svg(const char *path, const roc_pt *r, int n, double auc, 
 {
     FILE *f = fopen(path, "w");
     if (!f) {
-        fpay_face_die(1, "%s: %s", path, strerror(errno));
+        fpay_cli_die(1, "%s: %s", path, strerror(errno));
         return;
     }
     const double W = 480, H = 400, L = 60, T = 20, PW = 400, PH = 340;
@@ -285,7 +286,7 @@ int fpay_cmd_eval(int argc, char **argv)
     if (rc)
         return rc;
     if (!o.pairs || !o.root)
-        return fpay_face_die(EXIT_USAGE, "eval needs --pairs FILE and --root DIR");
+        return fpay_cli_die(EXIT_USAGE, "eval needs --pairs FILE and --root DIR");
     eval_set s;
     memset(&s, 0, sizeof s);
     scored *v = NULL, *tmp = NULL;
@@ -316,14 +317,14 @@ int fpay_cmd_eval(int argc, char **argv)
         for (int i = 0; i < nw; i++) {
             ws[i] = (worker){&o, &s, i, nw, 0, "", &done, &mu};
             if (pthread_create(&th[i], NULL, worker_main, &ws[i]))
-                return fpay_face_die(1, "cannot start a thread");
+                return fpay_cli_die(1, "cannot start a thread");
         }
         for (int i = 0; i < nw; i++)
             pthread_join(th[i], NULL);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         for (int i = 0; i < nw; i++)
             if (ws[i].rc) {
-                rc = fpay_face_die(1, "%s", ws[i].err);
+                rc = fpay_cli_die(1, "%s", ws[i].err);
                 goto out;
             }
         double sec = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
@@ -351,7 +352,7 @@ int fpay_cmd_eval(int argc, char **argv)
     tmp = malloc((size_t)s.npairs * sizeof *tmp);
     roc = malloc(((size_t)s.npairs + 2) * sizeof *roc);
     if (!v || !tmp || !roc) {
-        rc = fpay_face_die(1, "out of memory");
+        rc = fpay_cli_die(1, "out of memory");
         goto out;
     }
     int missing_pairs = 0, npos = 0, nneg = 0;

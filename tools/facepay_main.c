@@ -8,6 +8,7 @@
  * Every failure prints one line "facepay: ..." on stderr and exits non-zero
  * (2 for usage errors, 1 for everything else).
  */
+#include "cli_util.h"
 #include "facepay/backend.h" /* registry listing: `facepay backends` */
 #include "facepay/facepay.h"
 #include "face_commands.h" /* detect, embed, compare, eval */
@@ -103,18 +104,6 @@ static const char *command_help_text(const char *cmd)
     return fpay_face_help(cmd);
 }
 
-static int die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int die(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("facepay: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return code;
-}
 
 static double now_ms(void)
 {
@@ -128,7 +117,7 @@ static int load_model(const char *path, unsigned flags, fpay_model **m)
     char err[320];
     fpay_status st = fpay_model_load_file(path, flags, m, err, sizeof err);
     if (st != FPAY_OK)
-        return die(1, "%s (%s)", err, fpay_status_str(st));
+        return fpay_cli_die(1, "%s (%s)", err, fpay_status_str(st));
     return 0;
 }
 
@@ -141,7 +130,7 @@ static int make_session(const fpay_model *m, const char *backend, fpay_session *
     char err[320];
     fpay_status st = fpay_session_create(m, &o, s, err, sizeof err);
     if (st != FPAY_OK)
-        return die(1, "%s (%s)", err, fpay_status_str(st));
+        return fpay_cli_die(1, "%s (%s)", err, fpay_status_str(st));
     return 0;
 }
 
@@ -158,7 +147,7 @@ static void format_dims(const fpay_tensor_info *t, char *buf, size_t len)
 static int cmd_info(int argc, char **argv)
 {
     if (argc != 1)
-        return die(EXIT_USAGE, "info takes exactly one MODEL (see facepay --help)");
+        return fpay_cli_die(EXIT_USAGE, "info takes exactly one MODEL (see facepay --help)");
     fpay_model *raw = NULL, *opt = NULL;
     fpay_session *s = NULL;
     int rc = load_model(argv[0], FPAY_LOAD_NO_OPTIMIZE, &raw);
@@ -211,18 +200,18 @@ static int read_f32(const char *path, size_t count, float **out)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return die(1, "%s: %s", path, strerror(errno));
+        return fpay_cli_die(1, "%s: %s", path, strerror(errno));
     float *buf = malloc(count * sizeof(float) + 1);
     if (!buf) {
         fclose(f);
-        return die(1, "%s: out of memory", path);
+        return fpay_cli_die(1, "%s: out of memory", path);
     }
     size_t got = fread(buf, sizeof(float), count, f);
     int extra = fgetc(f);
     fclose(f);
     if (got != count || extra != EOF) {
         free(buf);
-        return die(1, "%s: expected exactly %zu float32 values (%zu bytes) for this input",
+        return fpay_cli_die(1, "%s: expected exactly %zu float32 values (%zu bytes) for this input",
                    path, count, count * sizeof(float));
     }
     *out = buf;
@@ -270,20 +259,20 @@ static int cmd_run(int argc, char **argv)
     for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
             if (parse_int(argv[++i], 1, 65536, &batch))
-                return die(EXIT_USAGE, "--batch wants an integer 1..65536, got '%s'", argv[i]);
+                return fpay_cli_die(EXIT_USAGE, "--batch wants an integer 1..65536, got '%s'", argv[i]);
         } else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
             if (parse_shape(argv[++i], &shape_rank, shape))
-                return die(EXIT_USAGE, "--shape wants dims like 1,75,75,3, got '%s'", argv[i]);
+                return fpay_cli_die(EXIT_USAGE, "--shape wants dims like 1,75,75,3, got '%s'", argv[i]);
         } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
             backend = argv[++i];
         } else {
-            return die(EXIT_USAGE, "run: unknown or incomplete option '%s'", argv[i]);
+            return fpay_cli_die(EXIT_USAGE, "run: unknown or incomplete option '%s'", argv[i]);
         }
     }
     argc -= i;
     argv += i;
     if (argc < 3)
-        return die(EXIT_USAGE, "run needs MODEL IN.f32... OUT_PREFIX (see facepay --help)");
+        return fpay_cli_die(EXIT_USAGE, "run needs MODEL IN.f32... OUT_PREFIX (see facepay --help)");
     fpay_model *m = NULL;
     fpay_session *s = NULL;
     float **inputs = NULL;
@@ -295,7 +284,7 @@ static int cmd_run(int argc, char **argv)
         goto out;
     n_in = fpay_session_input_count(s);
     if (argc - 2 != n_in) {
-        rc = die(EXIT_USAGE, "%s has %d inputs, %d input files given", argv[0], n_in, argc - 2);
+        rc = fpay_cli_die(EXIT_USAGE, "%s has %d inputs, %d input files given", argv[0], n_in, argc - 2);
         goto out;
     }
     fpay_status st = FPAY_OK;
@@ -304,12 +293,12 @@ static int cmd_run(int argc, char **argv)
     if (st == FPAY_OK && batch)
         st = fpay_session_set_batch(s, (int)batch);
     if (st != FPAY_OK) {
-        rc = die(1, "%s", fpay_session_errmsg(s));
+        rc = fpay_cli_die(1, "%s", fpay_session_errmsg(s));
         goto out;
     }
     inputs = calloc((size_t)n_in, sizeof(float *));
     if (!inputs) {
-        rc = die(1, "out of memory");
+        rc = fpay_cli_die(1, "out of memory");
         goto out;
     }
     for (int k = 0; k < n_in && !rc; k++) {
@@ -317,13 +306,13 @@ static int cmd_run(int argc, char **argv)
         fpay_session_input_info(s, k, &t);
         rc = read_f32(argv[1 + k], t.count, &inputs[k]);
         if (!rc && fpay_session_set_input(s, k, inputs[k], t.count) != FPAY_OK)
-            rc = die(1, "%s", fpay_session_errmsg(s));
+            rc = fpay_cli_die(1, "%s", fpay_session_errmsg(s));
     }
     if (rc)
         goto out;
     double t0 = now_ms();
     if (fpay_session_run(s) != FPAY_OK) {
-        rc = die(1, "%s", fpay_session_errmsg(s));
+        rc = fpay_cli_die(1, "%s", fpay_session_errmsg(s));
         goto out;
     }
     double t1 = now_ms();
@@ -336,19 +325,19 @@ static int cmd_run(int argc, char **argv)
         fpay_session_output_info(s, k, &t);
         format_dims(&t, dims, sizeof dims);
         if (fpay_session_output(s, k, &data, &count) != FPAY_OK) {
-            rc = die(1, "output %d is not float32", k);
+            rc = fpay_cli_die(1, "output %d is not float32", k);
             break;
         }
         snprintf(path, sizeof path, "%s.out%d.f32", prefix, k);
         FILE *f = fopen(path, "wb");
         if (!f || fwrite(data, sizeof(float), count, f) != count) {
-            rc = die(1, "%s: %s", path, strerror(errno));
+            rc = fpay_cli_die(1, "%s: %s", path, strerror(errno));
             if (f)
                 fclose(f);
             break;
         }
         if (fclose(f) != 0) {
-            rc = die(1, "%s: %s", path, strerror(errno));
+            rc = fpay_cli_die(1, "%s: %s", path, strerror(errno));
             break;
         }
         printf("%s: '%s' %s -> %s\n", fpay_session_backend(s), t.name, dims, path);
@@ -372,7 +361,7 @@ static int cmd_backends(int argc, char **argv)
 {
     (void)argv;
     if (argc != 0)
-        return die(EXIT_USAGE, "backends takes no arguments");
+        return fpay_cli_die(EXIT_USAGE, "backends takes no arguments");
     int n = fpay_backend_count();
     printf("registered backends (%d; \"auto\": $FACEPAY_BACKEND, else the last "
            "accelerator, else cpu):\n", n);
@@ -402,7 +391,7 @@ static int cmd_cpuinfo(int argc, char **argv)
 {
     (void)argv;
     if (argc != 0)
-        return die(EXIT_USAGE, "cpuinfo takes no arguments");
+        return fpay_cli_die(EXIT_USAGE, "cpuinfo takes no arguments");
     const fpay_cpu_features *f = fpay_cpu_features_get();
     printf("detected:  %s (OS saves YMM: %s, ZMM/opmask: %s)\n", f->summary,
            f->os_ymm ? "yes" : "no", f->os_zmm ? "yes" : "no");
@@ -414,7 +403,7 @@ static int cmd_cpuinfo(int argc, char **argv)
     fpay_isa isa;
     char err[256];
     if (fpay_cpu_choose_isa(&isa, err, sizeof err) != 0)
-        return die(1, "%s", err);
+        return fpay_cli_die(1, "%s", err);
     const char *env = getenv("FACEPAY_ISA");
     printf("chosen:    %s (%s)\n", fpay_isa_name(isa),
            env && *env ? "FACEPAY_ISA" : "best detected");
@@ -479,5 +468,5 @@ int main(int argc, char **argv)
         printf("facepay %s (%s)\n", fpay_version(), fpay_build_id());
         return 0;
     }
-    return die(EXIT_USAGE, "unknown command '%s' (see facepay --help)", cmd);
+    return fpay_cli_die(EXIT_USAGE, "unknown command '%s' (see facepay --help)", cmd);
 }

@@ -17,6 +17,7 @@
  * stderr. The account number is never printed back.
  */
 #define _POSIX_C_SOURCE 200809L
+#include "cli_util.h"
 #include "service_commands.h"
 
 #include "facepay/facepay.h"
@@ -127,18 +128,6 @@ static const struct {
                    "old key no longer opens any template.\n"},
 };
 
-static int die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int die(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("facepay: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return code;
-}
 
 int fpay_is_service_command(const char *cmd)
 {
@@ -200,16 +189,16 @@ static int parse(const char *cmd, int argc, char **argv, sopts *o, int want_acco
         int has = i + 1 < argc;
         if (a[0] != '-' || a[1] != '-') {
             if (a[0] == '-' && a[1])
-                return die(EXIT_USAGE, "%s: unknown option '%s' (see facepay %s --help)", cmd,
+                return fpay_cli_die(EXIT_USAGE, "%s: unknown option '%s' (see facepay %s --help)", cmd,
                            a, cmd);
             if (o->nargs == max_args)
-                return die(EXIT_USAGE, "%s: at most %d argument%s (see facepay %s --help)", cmd,
+                return fpay_cli_die(EXIT_USAGE, "%s: at most %d argument%s (see facepay %s --help)", cmd,
                            max_args, max_args == 1 ? "" : "s", cmd);
             o->args[o->nargs++] = a;
             continue;
         }
         if (!has)
-            return die(EXIT_USAGE, "%s: option %s needs a value (see facepay %s --help)", cmd,
+            return fpay_cli_die(EXIT_USAGE, "%s: option %s needs a value (see facepay %s --help)", cmd,
                        a, cmd);
         const char *v = argv[++i];
         if (!strcmp(a, "--db")) {
@@ -225,57 +214,51 @@ static int parse(const char *cmd, int argc, char **argv, sopts *o, int want_acco
         } else if (!strcmp(a, "--terminal")) {
             o->terminal = v;
         } else if (!strcmp(a, "--profile")) {
-            if (!strcmp(v, "default"))
-                o->profile = FPAY_CAMERA_DEFAULT;
-            else if (!strcmp(v, "kiosk"))
-                o->profile = FPAY_CAMERA_KIOSK;
-            else if (!strcmp(v, "mobile"))
-                o->profile = FPAY_CAMERA_MOBILE;
-            else
-                return die(EXIT_USAGE, "--profile wants default, kiosk or mobile, got '%s'", v);
+            if (fpay_cli_parse_profile(v, &o->profile))
+                return fpay_cli_die(EXIT_USAGE, "--profile wants default, kiosk or mobile, got '%s'", v);
         } else if (!strcmp(a, "--liveness")) {
             if (strcmp(v, "on") && strcmp(v, "off"))
-                return die(EXIT_USAGE, "--liveness wants on or off, got '%s'", v);
+                return fpay_cli_die(EXIT_USAGE, "--liveness wants on or off, got '%s'", v);
             o->liveness = !strcmp(v, "on");
         } else if (!strcmp(a, "--threshold")) {
             double t;
             if (parse_double(v, -1.0, 1.0, &t) || t == 0.0)
-                return die(EXIT_USAGE, "--threshold wants a cosine in [-1, 1], not 0, got '%s'",
+                return fpay_cli_die(EXIT_USAGE, "--threshold wants a cosine in [-1, 1], not 0, got '%s'",
                            v);
             o->threshold = (float)t;
         } else if (want_account && (!strcmp(a, "--phone") || !strcmp(a, "--id"))) {
             if (o->phone || o->id)
-                return die(EXIT_USAGE, "%s: one --phone or --id, not both", cmd);
+                return fpay_cli_die(EXIT_USAGE, "%s: one --phone or --id, not both", cmd);
             if (!strcmp(a, "--phone"))
                 o->phone = v;
             else
                 o->id = v;
         } else if (calibrate && !strcmp(a, "--pairs")) {
             if (o->npairs == MAX_PAIRS_FILES)
-                return die(EXIT_USAGE, "calibrate: at most %d --pairs files", MAX_PAIRS_FILES);
+                return fpay_cli_die(EXIT_USAGE, "calibrate: at most %d --pairs files", MAX_PAIRS_FILES);
             o->pairs[o->npairs++] = v;
         } else if (calibrate && !strcmp(a, "--root")) {
             o->root = v;
         } else if (calibrate && !strcmp(a, "--fmr")) {
             if (parse_double(v, 1e-9, 0.5, &o->fmr))
-                return die(EXIT_USAGE, "--fmr wants a rate in [1e-9, 0.5], got '%s'", v);
+                return fpay_cli_die(EXIT_USAGE, "--fmr wants a rate in [1e-9, 0.5], got '%s'", v);
         } else if (calibrate && !strcmp(a, "--threads")) {
             double t;
             if (parse_double(v, 1, 64, &t) || t != (int)t)
-                return die(EXIT_USAGE, "--threads wants an integer 1..64, got '%s'", v);
+                return fpay_cli_die(EXIT_USAGE, "--threads wants an integer 1..64, got '%s'", v);
             o->threads = (int)t;
         } else {
-            return die(EXIT_USAGE, "%s: unknown option '%s' (see facepay %s --help)", cmd, a,
+            return fpay_cli_die(EXIT_USAGE, "%s: unknown option '%s' (see facepay %s --help)", cmd, a,
                        cmd);
         }
     }
     if (want_account && !o->phone && !o->id)
-        return die(EXIT_USAGE, "%s needs --phone N or --id N (see facepay %s --help)", cmd,
+        return fpay_cli_die(EXIT_USAGE, "%s needs --phone N or --id N (see facepay %s --help)", cmd,
                    cmd);
     if (calibrate && (!o->npairs || !o->root || o->fmr == 0))
-        return die(EXIT_USAGE, "calibrate needs --pairs FILE, --root DIR and --fmr F");
+        return fpay_cli_die(EXIT_USAGE, "calibrate needs --pairs FILE, --root DIR and --fmr F");
     if (o->nargs < min_args)
-        return die(EXIT_USAGE, "%s needs %s (see facepay %s --help)", cmd,
+        return fpay_cli_die(EXIT_USAGE, "%s needs %s (see facepay %s --help)", cmd,
                    !strcmp(cmd, "enroll") || !strcmp(cmd, "verify") ? "an IMAGE" : "arguments",
                    cmd);
     if (!o->db) {
@@ -309,7 +292,7 @@ static int open_service(const sopts *o, fpay_service **svc)
     char err[512] = "";
     fpay_status st = fpay_service_open(&cfg, svc, err, sizeof err);
     if (st != FPAY_OK)
-        return die(EXIT_ERROR, "%s (%s)", err[0] ? err : "cannot open the service",
+        return fpay_cli_die(EXIT_ERROR, "%s (%s)", err[0] ? err : "cannot open the service",
                    fpay_status_str(st));
     return 0;
 }
@@ -318,7 +301,7 @@ static int read_image(const char *path, void **data, size_t *size)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return die(EXIT_ERROR, "%s: %s", path, strerror(errno));
+        return fpay_cli_die(EXIT_ERROR, "%s: %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     unsigned char *buf = malloc(cap);
     while (buf) {
@@ -326,7 +309,7 @@ static int read_image(const char *path, void **data, size_t *size)
             if (cap >= MAX_IMAGE_FILE) {
                 free(buf);
                 fclose(f);
-                return die(EXIT_ERROR, "%s: larger than %u MiB", path, MAX_IMAGE_FILE >> 20);
+                return fpay_cli_die(EXIT_ERROR, "%s: larger than %u MiB", path, MAX_IMAGE_FILE >> 20);
             }
             unsigned char *g = realloc(buf, cap * 2);
             if (!g) {
@@ -345,10 +328,10 @@ static int read_image(const char *path, void **data, size_t *size)
     int bad = ferror(f);
     fclose(f);
     if (!buf)
-        return die(EXIT_ERROR, "%s: out of memory", path);
+        return fpay_cli_die(EXIT_ERROR, "%s: out of memory", path);
     if (bad) {
         free(buf);
-        return die(EXIT_ERROR, "%s: read error", path);
+        return fpay_cli_die(EXIT_ERROR, "%s: read error", path);
     }
     *data = buf;
     *size = n;
@@ -463,7 +446,7 @@ static int cmd_keygen(int argc, char **argv)
     char err[512];
     fpay_status st = fpay_keygen(o.args[0], err, sizeof err);
     if (st != FPAY_OK)
-        return die(EXIT_ERROR, "%s", err);
+        return fpay_cli_die(EXIT_ERROR, "%s", err);
     printf("wrote a new master key to %s (mode 0600); keep a copy offline\n", o.args[0]);
     return 0;
 }
@@ -483,7 +466,7 @@ static int cmd_calibrate(int argc, char **argv)
                                             &c, err, sizeof err);
     fpay_service_close(svc);
     if (st != FPAY_OK)
-        return die(EXIT_ERROR, "%s (%s)", err, fpay_status_str(st));
+        return fpay_cli_die(EXIT_ERROR, "%s (%s)", err, fpay_status_str(st));
     printf("images:     %d listed, %d unusable (unreadable or no face), %d people\n", c.images,
            c.images_unusable, c.identities);
     printf("impostors:  %lld pairs (every pair of usable images of two people)\n",
@@ -507,7 +490,7 @@ static int cmd_audit(int argc, char **argv)
     if (rc >= 0)
         return rc;
     if (strcmp(o.args[0], "verify"))
-        return die(EXIT_USAGE, "audit knows only 'verify', got '%s'", o.args[0]);
+        return fpay_cli_die(EXIT_USAGE, "audit knows only 'verify', got '%s'", o.args[0]);
     fpay_service *svc = NULL;
     if (open_service(&o, &svc))
         return EXIT_ERROR;
@@ -520,8 +503,8 @@ static int cmd_audit(int argc, char **argv)
         return 0;
     }
     if (bad > 0)
-        return die(EXIT_ERROR, "audit chain BROKEN at record %ld of %ld read", bad, n);
-    return die(EXIT_ERROR, "%s (%s)", err, fpay_status_str(st));
+        return fpay_cli_die(EXIT_ERROR, "audit chain BROKEN at record %ld of %ld read", bad, n);
+    return fpay_cli_die(EXIT_ERROR, "%s (%s)", err, fpay_status_str(st));
 }
 
 static int cmd_terminal(int argc, char **argv)
@@ -531,7 +514,7 @@ static int cmd_terminal(int argc, char **argv)
     if (rc >= 0)
         return rc;
     if (strcmp(o.args[0], "add"))
-        return die(EXIT_USAGE, "terminal knows only 'add ID', got '%s'", o.args[0]);
+        return fpay_cli_die(EXIT_USAGE, "terminal knows only 'add ID', got '%s'", o.args[0]);
     fpay_service *svc = NULL;
     if (open_service(&o, &svc))
         return EXIT_ERROR;
@@ -539,9 +522,9 @@ static int cmd_terminal(int argc, char **argv)
     fpay_status st = fpay_service_terminal_add(svc, o.args[1], key, sizeof key);
     fpay_service_close(svc);
     if (st == FPAY_INVALID_ARGUMENT)
-        return die(EXIT_USAGE, "terminal id: 1..63 characters of A-Z a-z 0-9 - _ . :");
+        return fpay_cli_die(EXIT_USAGE, "terminal id: 1..63 characters of A-Z a-z 0-9 - _ . :");
     if (st != FPAY_OK)
-        return die(EXIT_ERROR, "terminal add: %s", fpay_status_str(st));
+        return fpay_cli_die(EXIT_ERROR, "terminal add: %s", fpay_status_str(st));
     printf("terminal %s key: %s\n", o.args[1], key);
     printf("(shown once; the database keeps only a keyed hash)\n");
     return 0;
@@ -560,7 +543,7 @@ static int cmd_rotate(int argc, char **argv)
     fpay_status st = fpay_service_rotate_key(svc, o.args[0], err, sizeof err);
     fpay_service_close(svc);
     if (st != FPAY_OK)
-        return die(EXIT_ERROR, "%s (%s)", err, fpay_status_str(st));
+        return fpay_cli_die(EXIT_ERROR, "%s (%s)", err, fpay_status_str(st));
     printf("rotated: every template is now sealed under %s; use it from now on\n", o.args[0]);
     return 0;
 }
@@ -585,5 +568,5 @@ int fpay_cmd_service(const char *cmd, int argc, char **argv)
         return cmd_terminal(argc, argv);
     if (!strcmp(cmd, "rotate-key"))
         return cmd_rotate(argc, argv);
-    return die(EXIT_USAGE, "unknown command '%s' (see facepay --help)", cmd);
+    return fpay_cli_die(EXIT_USAGE, "unknown command '%s' (see facepay --help)", cmd);
 }

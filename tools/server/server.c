@@ -4,6 +4,7 @@
  * The only file of tools/server that calls fpay_service_*; it binds them to
  * the routes' srv_service_ops and decides whether verifies are batched.
  */
+#include "../cli_util.h"
 #include "serve.h"
 #include "server_internal.h"
 
@@ -228,14 +229,10 @@ static int parse_args(int argc, char **argv, serve_opts *o)
                 return die(EXIT_USAGE, "--workers wants 1..64, got '%s'", v);
             o->workers = (int)n;
         } else if (!strcmp(a, "--profile")) {
-            if (!strcmp(v, "default"))
-                o->profile = FPAY_CAMERA_DEFAULT;
-            else if (!strcmp(v, "kiosk"))
-                o->profile = FPAY_CAMERA_KIOSK;
-            else if (!strcmp(v, "mobile"))
-                o->profile = FPAY_CAMERA_MOBILE;
-            else
+            fpay_camera_profile prof;
+            if (fpay_cli_parse_profile(v, &prof))
                 return die(EXIT_USAGE, "--profile wants default, kiosk or mobile, got '%s'", v);
+            o->profile = (int)prof;
         } else if (!strcmp(a, "--liveness")) {
             if (strcmp(v, "on") && strcmp(v, "off"))
                 return die(EXIT_USAGE, "--liveness wants on or off, got '%s'", v);
