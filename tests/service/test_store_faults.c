@@ -168,24 +168,7 @@ struct rekey_ctx {
 static int rekey_fn(fpay_account_row *row, void *vctx)
 {
     struct rekey_ctx *c = vctx;
-    float e[TSU_DIM];
-    if (fpay_template_open(c->old, row->account_hash, row->model_sha256,
-                           row->template_version, row->blob, row->blob_len, e,
-                           TSU_DIM) != FPAY_OK)
-        return -1;
-    uint8_t nh[FPAY_HASH_BYTES];
-    fpay_secret_hash(c->new_, row->account_hash, FPAY_HASH_BYTES, nh);
-    uint8_t *blob;
-    size_t len;
-    if (fpay_template_seal(c->new_, nh, row->model_sha256, row->template_version, e,
-                           TSU_DIM, &blob, &len) != FPAY_OK)
-        return -1;
-    free(row->blob);
-    row->blob = blob;
-    row->blob_len = len;
-    memcpy(row->account_hash, nh, FPAY_HASH_BYTES);
-    strcpy(row->key_id, c->new_->key_id);
-    return 0;
+    return tsu_rekey_row(c->old, c->new_, row);
 }
 
 static fpay_status run_rekey(fpay_store *st, char *err, size_t el)

@@ -165,3 +165,24 @@ void tsu_audit_record(fpay_audit_record *rec, const char *terminal, int i)
     snprintf(rec->reason, sizeof rec->reason, "%s", i % 3 ? "NO_MATCH" : "NONE");
     rec->latency_ms = 12.5 + i;
 }
+
+int tsu_rekey_row(const fpay_keys *old, const fpay_keys *new_, fpay_account_row *row)
+{
+    float e[TSU_DIM];
+    if (fpay_template_open(old, row->account_hash, row->model_sha256, row->template_version,
+                           row->blob, row->blob_len, e, TSU_DIM) != FPAY_OK)
+        return -1;
+    uint8_t nh[FPAY_HASH_BYTES];
+    fpay_secret_hash(new_, row->account_hash, FPAY_HASH_BYTES, nh);
+    uint8_t *blob;
+    size_t len;
+    if (fpay_template_seal(new_, nh, row->model_sha256, row->template_version, e, TSU_DIM,
+                           &blob, &len) != FPAY_OK)
+        return -1;
+    free(row->blob);
+    row->blob = blob;
+    row->blob_len = len;
+    memcpy(row->account_hash, nh, FPAY_HASH_BYTES);
+    strcpy(row->key_id, new_->key_id);
+    return 0;
+}

@@ -38,4 +38,9 @@ int tsu_sql(const char *path, const char *sql);
 void tsu_audit_verify(fpay_store *st, const fpay_keys *k, long *n, long *first_bad);
 void tsu_audit_record(fpay_audit_record *rec, const char *terminal, int i);
 
+/* The re-key step both store suites pass through rekey_all: opens the row
+ * under old, moves it to a hash derived from the old one (the store holds
+ * no account number to hash again), seals it under new_. 0 or -1. */
+int tsu_rekey_row(const fpay_keys *old, const fpay_keys *new_, fpay_account_row *row);
+
 #endif
