@@ -82,12 +82,23 @@ size_t fpay_resize_tasks(const fpay_resize_args *a) { return (size_t)a->out_h; }
 size_t fpay_warp_tasks(const fpay_warp_args *a) { return (size_t)a->out_h; }
 size_t fpay_normalize_tasks(const fpay_normalize_args *a) { return a->count; }
 
-const fpay_gemm_ukernel *fpay_gemm_select(fpay_isa isa)
+const fpay_gemm_ukernel *fpay_gemm_select(fpay_isa isa, int n)
 {
-    for (int i = 0; i < fpay_gemm_ukernel_count; i++)
-        if (fpay_gemm_ukernels[i].isa == isa)
-            return &fpay_gemm_ukernels[i];
-    return NULL;
+    const fpay_gemm_ukernel *best = NULL;
+    int best_pad = 0;
+    for (int i = 0; i < fpay_gemm_ukernel_count; i++) {
+        const fpay_gemm_ukernel *k = &fpay_gemm_ukernels[i];
+        if (k->isa != isa)
+            continue;
+        if (n <= 0)
+            return k;
+        const int pad = (k->nr - n % k->nr) % k->nr;
+        if (!best || pad < best_pad) {
+            best = k;
+            best_pad = pad;
+        }
+    }
+    return best;
 }
 
 const fpay_conv_ukernel *fpay_conv_select(fpay_isa isa)

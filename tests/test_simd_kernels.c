@@ -111,13 +111,13 @@ Test(simd_kernels, isa_selection)
     /* Every supported ISA has a kernel in every family (x86 today), unless
      * the build left the SIMD kernels out (-DFACEPAY_SIMD=OFF). */
 #if defined(FPAY_NO_SIMD)
-    cr_assert_null(fpay_gemm_select(fpay_isa_best()));
+    cr_assert_null(fpay_gemm_select(fpay_isa_best(), 0));
     return;
 #endif
     for (int isa = FPAY_ISA_AVX2; isa <= FPAY_ISA_AVX512; isa++) {
         if (!fpay_isa_supported((fpay_isa)isa))
             continue;
-        cr_assert_not_null(fpay_gemm_select((fpay_isa)isa));
+        cr_assert_not_null(fpay_gemm_select((fpay_isa)isa, 0));
         cr_assert_not_null(fpay_conv_select((fpay_isa)isa));
         cr_assert_not_null(fpay_maxpool_select((fpay_isa)isa));
         cr_assert_not_null(fpay_resize_select((fpay_isa)isa));
@@ -128,6 +128,24 @@ Test(simd_kernels, isa_selection)
         cr_assert(strstr(d->name, "3x3s2") != NULL, "%s", d->name);
         d = fpay_dwconv_select((fpay_isa)isa, 7, 7, 1, 1);
         cr_assert(d && d->kh == 0);
+        /* GEMM tile per layer: never more padding than the narrowest tile
+         * of the ISA needs, and the widest tile when it divides n. */
+        int widest = 0, narrowest = 1 << 30;
+        for (int i = 0; i < fpay_gemm_ukernel_count; i++)
+            if (fpay_gemm_ukernels[i].isa == (fpay_isa)isa) {
+                const int nr = fpay_gemm_ukernels[i].nr;
+                widest = nr > widest ? nr : widest;
+                narrowest = nr < narrowest ? nr : narrowest;
+            }
+        cr_assert_eq(fpay_gemm_select((fpay_isa)isa, 0)->nr, widest);
+        cr_assert_eq(fpay_gemm_select((fpay_isa)isa, 4 * widest)->nr, widest);
+        static const int ns[] = {1, 2, 10, 16, 24, 32, 48, 96, 192, 200};
+        for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++) {
+            const int nr = fpay_gemm_select((fpay_isa)isa, ns[j])->nr;
+            const int pad = (nr - ns[j] % nr) % nr;
+            cr_assert_leq(pad, (narrowest - ns[j] % narrowest) % narrowest, "n=%d nr=%d",
+                          ns[j], nr);
+        }
     }
 }
 

@@ -407,7 +407,7 @@ static int cmd_cpuinfo(int argc, char **argv)
     const char *env = getenv("FACEPAY_ISA");
     printf("chosen:    %s (%s)\n", fpay_isa_name(isa),
            env && *env ? "FACEPAY_ISA" : "best detected");
-    const fpay_gemm_ukernel *g = fpay_gemm_select(isa);
+    const fpay_gemm_ukernel *g = fpay_gemm_select(isa, 0);
     const fpay_conv_ukernel *c = fpay_conv_select(isa);
     const fpay_dwconv_ukernel *d1 = fpay_dwconv_select(isa, 3, 3, 1, 1);
     const fpay_dwconv_ukernel *d2 = fpay_dwconv_select(isa, 3, 3, 2, 2);
@@ -415,8 +415,16 @@ static int cmd_cpuinfo(int argc, char **argv)
     const fpay_pool_ukernel *mp = fpay_maxpool_select(isa);
     const char *ref = "reference";
     printf("kernels:\n");
-    printf("  conv 1x1 (GEMM)      %s\n", g ? g->name : ref);
-    printf("  fully connected      %s\n", g ? g->name : ref);
+    /* GEMM tiles: per layer, the widest whose nr divides the channels. */
+    char tiles[256] = "";
+    for (int i = 0; i < fpay_gemm_ukernel_count; i++)
+        if (fpay_gemm_ukernels[i].isa == isa)
+            snprintf(tiles + strlen(tiles), sizeof tiles - strlen(tiles), "%s%s",
+                     tiles[0] ? ", " : "", fpay_gemm_ukernels[i].name);
+    printf("  conv 1x1 (GEMM)      %s\n", g ? tiles : ref);
+    printf("  fully connected      %s\n", g ? tiles : ref);
+    if (g)
+        printf("  (GEMM: per layer, the widest tile dividing its channels, else the least padding)\n");
     printf("  conv KxK (direct)    %s\n", c ? c->name : ref);
     printf("  dwconv 3x3 s1        %s\n", d1 ? d1->name : ref);
     printf("  dwconv 3x3 s2        %s\n", d2 ? d2->name : ref);

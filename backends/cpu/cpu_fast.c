@@ -115,16 +115,17 @@ static bool eligible(const fpay_graph *g, const fpay_node *n)
     return n->op == FPAY_OP_MAX_POOL_2D || (n->n_inputs >= 2 && n->inputs[1] >= 0);
 }
 
-/* The GEMM kernel for isa: FACEPAY_GEMM_KERNEL=name picks another entry of
- * the table for that ISA (A/B benchmarks of a new tile against the one it
- * replaced, both built in); otherwise, or if no such entry, the first. */
-static const fpay_gemm_ukernel *gemm_select(fpay_isa isa)
+/* The GEMM kernel for isa and n output channels: FACEPAY_GEMM_KERNEL=name
+ * picks another entry of the table for that ISA (A/B benchmarks of a new
+ * tile against the one it replaced, both built in); otherwise, or if no
+ * such entry, fpay_gemm_select's choice for n. */
+static const fpay_gemm_ukernel *gemm_select(fpay_isa isa, int n)
 {
     const char *want = getenv("FACEPAY_GEMM_KERNEL");
     for (int i = 0; want && i < fpay_gemm_ukernel_count; i++)
         if (fpay_gemm_ukernels[i].isa == isa && !strcmp(fpay_gemm_ukernels[i].name, want))
             return &fpay_gemm_ukernels[i];
-    return fpay_gemm_select(isa);
+    return fpay_gemm_select(isa, n);
 }
 
 static fpay_status prepare_node(const fpay_graph *g, int i, fpay_isa isa, fast_node *f)
@@ -148,7 +149,7 @@ static fpay_status prepare_node(const fpay_graph *g, int i, fpay_isa isa, fast_n
         bool pointwise = w->dims[1] == 1 && w->dims[2] == 1 && a->stride_h == 1 &&
                          a->stride_w == 1 && !a->pad_top && !a->pad_left &&
                          !a->pad_bottom && !a->pad_right;
-        if (pointwise && (f->gemm = gemm_select(isa))) {
+        if (pointwise && (f->gemm = gemm_select(isa, out_c))) {
             f->kind = FAST_GEMM;
             nr = f->gemm->nr;
         } else if ((f->conv = fpay_conv_select(isa))) {
@@ -158,7 +159,7 @@ static fpay_status prepare_node(const fpay_graph *g, int i, fpay_isa isa, fast_n
     } else if (n->op == FPAY_OP_FULLY_CONNECTED) {
         out_c = (int)w->dims[0];
         k = (int)w->dims[1];
-        if ((f->gemm = gemm_select(isa))) {
+        if ((f->gemm = gemm_select(isa, out_c))) {
             f->kind = FAST_GEMM;
             nr = f->gemm->nr;
         }

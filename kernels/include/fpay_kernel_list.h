@@ -18,6 +18,7 @@
 
 /* X(name, isa, mr, nr): C[mr x nr] register tile */
 #define FPAY_GEMM_KERNELS(X)                          \
+    X(fpay_f32_gemm_6x64__avx512, AVX512, 6, 64)      \
     X(fpay_f32_gemm_7x32__avx512, AVX512, 7, 32)      \
     X(fpay_f32_gemm_6x16__avx2, AVX2, 6, 16)
 

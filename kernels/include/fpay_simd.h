@@ -115,7 +115,10 @@ extern const fpay_pool_ukernel fpay_maxpool_ukernels[];
 extern const int fpay_maxpool_ukernel_count;
 
 /* The kernel to use for `isa`, or NULL (then the reference kernel runs). */
-const fpay_gemm_ukernel *fpay_gemm_select(fpay_isa isa);
+/* GEMM: the tile for n output columns: the first (widest) entry of the ISA
+ * whose nr divides n, else the one that pads n the least (a 64-wide tile
+ * on n = 10 would compute 54 columns of zeros). n <= 0: the widest. */
+const fpay_gemm_ukernel *fpay_gemm_select(fpay_isa isa, int n);
 const fpay_conv_ukernel *fpay_conv_select(fpay_isa isa);
 /* The most specific depthwise kernel for this shape (3x3 s1, 3x3 s2, any). */
 const fpay_dwconv_ukernel *fpay_dwconv_select(fpay_isa isa, int kh, int kw, int sh,
