@@ -1,5 +1,6 @@
 /*
- * vulkan_backend.c - a facepay backend plugin on Vulkan compute (fp32).
+ * vulkan_backend.c - a facepay backend plugin on Vulkan compute (fp32, or
+ * fp16 storage with fp32 arithmetic: FACEPAY_VK_PRECISION=fp16).
  *
  * The plugin opens libvulkan.so.1 itself (vk_device.c), so it loads
  * everywhere and its probe reports, with a reason, a machine with no loader,
@@ -24,6 +25,15 @@
  *     per node binding exactly its tensors' ranges (so a batch is limited
  *     per tensor by maxStorageBufferRange, not for the whole network), and
  *     one recorded command buffer per range, reused by every run.
+ *
+ * Precision (FACEPAY_VK_PRECISION, read at each prepare, i.e. at session
+ * creation and reshape): fp32 by default, since the pay-by-face threshold was
+ * calibrated on fp32 embeddings. fp16 (where the device has
+ * storageBuffer16BitAccess, else fp32 and the description says so): the
+ * weights buffer and the arena hold fp16 (half the upload, memory and
+ * bandwidth), the shaders' fp16 variants widen every load to float and
+ * accumulate in fp32, and the host converts f32 <-> fp16 (round to nearest
+ * even) when it copies inputs in and outputs out.
  * See docs/vulkan.md.
  */
 #include "vk_internal.h"
@@ -33,13 +43,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "fpay_vk_binary_f16_spv.spv.h"
 #include "fpay_vk_binary_spv.spv.h"
+#include "fpay_vk_conv2d_f16_spv.spv.h"
 #include "fpay_vk_conv2d_spv.spv.h"
+#include "fpay_vk_copy_f16_spv.spv.h"
 #include "fpay_vk_copy_spv.spv.h"
+#include "fpay_vk_dwconv2d_f16_spv.spv.h"
 #include "fpay_vk_dwconv2d_spv.spv.h"
+#include "fpay_vk_fc_f16_spv.spv.h"
 #include "fpay_vk_fc_spv.spv.h"
+#include "fpay_vk_pool_f16_spv.spv.h"
 #include "fpay_vk_pool_spv.spv.h"
+#include "fpay_vk_softmax_f16_spv.spv.h"
 #include "fpay_vk_softmax_spv.spv.h"
 
 /* How long a submission may take before the device counts as hung or lost
@@ -60,6 +78,94 @@ static bool env_on(const char *name)
     return v && *v && strcmp(v, "0") != 0;
 }
 
+/* ------------------------------------------------------------ precision */
+
+enum { PREC_INVALID = -1, PREC_FP32 = 0, PREC_FP16 = 1 };
+
+/* FACEPAY_VK_PRECISION: "fp32" (also when unset or empty) or "fp16", any
+ * case; anything else is PREC_INVALID (a session then fails to prepare,
+ * rather than silently running at a precision nobody asked for). */
+static int precision_env(const char **value)
+{
+    const char *v = getenv("FACEPAY_VK_PRECISION");
+    *value = v ? v : "";
+    if (!v || !*v || strcasecmp(v, "fp32") == 0)
+        return PREC_FP32;
+    if (strcasecmp(v, "fp16") == 0)
+        return PREC_FP16;
+    return PREC_INVALID;
+}
+
+/* IEEE binary16 <-> binary32 on the host (inputs in, outputs out, weights
+ * at upload): round to nearest even, overflow to infinity, subnormals kept,
+ * NaN kept quiet. */
+static uint16_t f32_to_f16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) /* inf, NaN */
+        return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u | ((ax >> 13) & 0x3ffu) : 0));
+    if (ax >= 0x477ff000u) /* >= 65520: rounds past 65504 */
+        return (uint16_t)(sign | 0x7c00u);
+    uint32_t h, rem, half;
+    if (ax >= 0x38800000u) { /* normal in fp16: rebias, drop 13 bits */
+        h = (ax - 0x38000000u) >> 13;
+        rem = ax & 0x1fffu;
+        half = 0x1000u;
+    } else {
+        uint32_t e = ax >> 23;
+        if (e < 102) /* below 2^-25: rounds to zero */
+            return (uint16_t)sign;
+        uint32_t m = (ax & 0x7fffffu) | 0x800000u, shift = 126 - e; /* units of 2^-24 */
+        h = m >> shift;
+        rem = m & ((1u << shift) - 1);
+        half = 1u << (shift - 1);
+    }
+    if (rem > half || (rem == half && (h & 1u)))
+        h++; /* a carry into the exponent is the right encoding */
+    return (uint16_t)(sign | h);
+}
+
+static float f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, x;
+    if (e == 0x1f)
+        x = sign | 0x7f800000u | (m << 13);
+    else if (e)
+        x = sign | ((e + 112) << 23) | (m << 13);
+    else {
+        float v = (float)m * 0x1p-24f; /* zero or subnormal: exact */
+        return sign ? -v : v;
+    }
+    float f;
+    memcpy(&f, &x, sizeof f);
+    return f;
+}
+
+/* Copies n floats into device elements of esz bytes (4: as is, 2: fp16). */
+static void to_device(void *dst, const float *src, size_t n, uint32_t esz)
+{
+    if (esz == 4) {
+        memcpy(dst, src, n * sizeof(float));
+        return;
+    }
+    uint16_t *d = dst;
+    for (size_t i = 0; i < n; i++)
+        d[i] = f32_to_f16(src[i]);
+}
+
+static void from_device(float *dst, const void *src, size_t n, uint32_t esz)
+{
+    if (esz == 4) {
+        memcpy(dst, src, n * sizeof(float));
+        return;
+    }
+    const uint16_t *s = src;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = f16_to_f32(s[i]);
+}
+
 /* ---------------------------------------------------------------- probe */
 
 static fpay_backend_iface vk_iface;
@@ -70,6 +176,23 @@ static char version_buf[1280] = "vulkan (no device)";
 /* The chosen device's maxStorageBufferRange: supports_node declines a node
  * with a tensor larger than one binding can show (it then runs on the CPU). */
 static VkDeviceSize g_max_range = 128u << 20;
+
+/* The precision a session created now gets, for the description. */
+static void describe_precision(const vk_choice *c, char *out, size_t len)
+{
+    const char *v;
+    int prec = precision_env(&v);
+    if (prec == PREC_INVALID)
+        snprintf(out, len, "precision: FACEPAY_VK_PRECISION=%.32s is invalid (fp16 or fp32), "
+                 "sessions fail", v);
+    else if (prec == PREC_FP16 && c->fp16_storage)
+        snprintf(out, len, "precision fp16 (fp16 storage, fp32 accumulation)");
+    else if (prec == PREC_FP16)
+        snprintf(out, len, "precision fp32 (fp16 requested by FACEPAY_VK_PRECISION, but the "
+                 "device lacks storageBuffer16BitAccess)");
+    else
+        snprintf(out, len, "precision fp32");
+}
 
 static void probe_device(void)
 {
@@ -84,16 +207,18 @@ static void probe_device(void)
     if (probe_status == FPAY_OK) {
         uint32_t v = c.props.apiVersion;
         g_max_range = c.props.limits.maxStorageBufferRange;
+        char prec[192];
+        describe_precision(&c, prec, sizeof prec);
         snprintf(version_buf, sizeof version_buf,
                  "vulkan-2 (device %u: %.256s, %s, driver %.512s, API %u.%u.%u; "
                  "maxStorageBufferRange %llu MiB, maxMemoryAllocationSize %llu MiB, "
-                 "fp16 storage %s, fp16 arithmetic %s)",
+                 "fp16 storage %s, fp16 arithmetic %s; %s)",
                  c.index, c.props.deviceName, fpay_vk_type_name(c.props.deviceType),
                  c.driver, VK_API_VERSION_MAJOR(v), VK_API_VERSION_MINOR(v),
                  VK_API_VERSION_PATCH(v),
                  (unsigned long long)(c.props.limits.maxStorageBufferRange >> 20),
                  (unsigned long long)(c.max_alloc >> 20), c.fp16_storage ? "yes" : "no",
-                 c.fp16_arith ? "yes" : "no");
+                 c.fp16_arith ? "yes" : "no", prec);
         if (c.props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU)
             vk_iface.caps |= FPAY_BACKEND_CAP_ACCELERATOR;
     }
@@ -123,9 +248,16 @@ static bool is_const_f32(const fpay_graph *g, int t)
            g->tensors[t].dtype == FPAY_DT_F32 && g->tensors[t].data;
 }
 
+/* Bytes of tensor t on the host (f32). */
 static size_t tensor_bytes(const fpay_graph *g, int t)
 {
     return (size_t)fpay_backend_elems(tensor(g, t)) * sizeof(float);
+}
+
+/* Bytes of tensor t on the device: elements of esz bytes (fp32 or fp16). */
+static size_t dev_bytes(const fpay_graph *g, int t, uint32_t esz)
+{
+    return (size_t)fpay_backend_elems(tensor(g, t)) * esz;
 }
 
 static bool act_ok(const fpay_graph *g, const fpay_node *n, int64_t channels)
@@ -334,7 +466,10 @@ typedef struct vk_ctx {
     vk_buf wts;
     int n_tensors;
     int64_t *wt_off;          /* tensor -> byte offset in wts, -1 none */
-    uint64_t key;             /* hash of the weights it holds */
+    uint64_t key;             /* hash of the weights it holds and the
+                                 precision asked for */
+    bool fp16;                /* fp16 storage (the fp16 shader variants) */
+    uint32_t esz;             /* bytes per element on the device: 4 or 2 */
     bool broken;              /* a wait timed out or the device was lost */
 } vk_ctx;
 
@@ -501,7 +636,9 @@ static void ctx_destroy(vk_ctx *c)
     free(c);
 }
 
-static fpay_status ctx_device(vk_ctx *c, char *err, size_t err_len)
+/* want_fp16: FACEPAY_VK_PRECISION=fp16. The 16-bit storage feature is
+ * enabled only when asked for and supported; otherwise fp32. */
+static fpay_status ctx_device(vk_ctx *c, bool want_fp16, char *err, size_t err_len)
 {
     fpay_status st = fpay_vk_create_instance(&c->f, &c->inst, err, err_len);
     if (st)
@@ -526,8 +663,17 @@ static fpay_status ctx_device(vk_ctx *c, char *err, size_t err_len)
         .queueCount = 1,
         .pQueuePriorities = &prio,
     };
+    c->fp16 = want_fp16 && ch.fp16_storage;
+    c->esz = c->fp16 ? 2 : 4;
+    /* Only what the fp16 shaders use: 16-bit storage (they do their
+     * arithmetic in fp32, so shaderFloat16 is not needed). */
+    VkPhysicalDevice16BitStorageFeatures s16 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES,
+        .storageBuffer16BitAccess = VK_TRUE,
+    };
     VkDeviceCreateInfo di = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+        .pNext = c->fp16 ? &s16 : NULL,
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &qi,
     };
@@ -634,19 +780,31 @@ static fpay_status ctx_pipeline(vk_ctx *c, int family, const int32_t spec_in[4],
         fpay_backend_set_err(err, err_len, "vulkan: pipeline table full");
         return FPAY_INTERNAL;
     }
-    static const struct { const uint32_t *code; size_t size; } spv[PIPE_COUNT] = {
-        [PIPE_CONV] = {fpay_vk_conv2d_spv, sizeof fpay_vk_conv2d_spv},
-        [PIPE_DWCONV] = {fpay_vk_dwconv2d_spv, sizeof fpay_vk_dwconv2d_spv},
-        [PIPE_BINARY] = {fpay_vk_binary_spv, sizeof fpay_vk_binary_spv},
-        [PIPE_COPY] = {fpay_vk_copy_spv, sizeof fpay_vk_copy_spv},
-        [PIPE_POOL] = {fpay_vk_pool_spv, sizeof fpay_vk_pool_spv},
-        [PIPE_FC] = {fpay_vk_fc_spv, sizeof fpay_vk_fc_spv},
-        [PIPE_SOFTMAX] = {fpay_vk_softmax_spv, sizeof fpay_vk_softmax_spv},
+    /* [precision][family]: the two variants of each shader. */
+    static const struct { const uint32_t *code; size_t size; } spv[2][PIPE_COUNT] = {
+        {
+            [PIPE_CONV] = {fpay_vk_conv2d_spv, sizeof fpay_vk_conv2d_spv},
+            [PIPE_DWCONV] = {fpay_vk_dwconv2d_spv, sizeof fpay_vk_dwconv2d_spv},
+            [PIPE_BINARY] = {fpay_vk_binary_spv, sizeof fpay_vk_binary_spv},
+            [PIPE_COPY] = {fpay_vk_copy_spv, sizeof fpay_vk_copy_spv},
+            [PIPE_POOL] = {fpay_vk_pool_spv, sizeof fpay_vk_pool_spv},
+            [PIPE_FC] = {fpay_vk_fc_spv, sizeof fpay_vk_fc_spv},
+            [PIPE_SOFTMAX] = {fpay_vk_softmax_spv, sizeof fpay_vk_softmax_spv},
+        },
+        {
+            [PIPE_CONV] = {fpay_vk_conv2d_f16_spv, sizeof fpay_vk_conv2d_f16_spv},
+            [PIPE_DWCONV] = {fpay_vk_dwconv2d_f16_spv, sizeof fpay_vk_dwconv2d_f16_spv},
+            [PIPE_BINARY] = {fpay_vk_binary_f16_spv, sizeof fpay_vk_binary_f16_spv},
+            [PIPE_COPY] = {fpay_vk_copy_f16_spv, sizeof fpay_vk_copy_f16_spv},
+            [PIPE_POOL] = {fpay_vk_pool_f16_spv, sizeof fpay_vk_pool_f16_spv},
+            [PIPE_FC] = {fpay_vk_fc_f16_spv, sizeof fpay_vk_fc_f16_spv},
+            [PIPE_SOFTMAX] = {fpay_vk_softmax_f16_spv, sizeof fpay_vk_softmax_f16_spv},
+        },
     };
     VkShaderModuleCreateInfo mi = {
         .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
-        .codeSize = spv[family].size,
-        .pCode = spv[family].code,
+        .codeSize = spv[c->fp16][family].size,
+        .pCode = spv[c->fp16][family].code,
     };
     VkShaderModule mod;
     VKCHECK(c->f.vkCreateShaderModule(c->dev, &mi, NULL, &mod), "vkCreateShaderModule");
@@ -687,10 +845,11 @@ static uint64_t hash_mix(uint64_t h, uint64_t v)
     return h;
 }
 
-/* Which constants go into the weights buffer (byte offsets) and a hash of
- * them, contents included: a parked context is taken back only by a graph
- * with the very same weights (a freed model's address may be reused). */
-static uint64_t weight_layout(const fpay_graph *g, int64_t *off, size_t *total)
+/* Which constants go into the weights buffer (byte offsets, elements of esz
+ * bytes) and a hash of them, contents included: a parked context is taken
+ * back only by a graph with the very same weights (a freed model's address
+ * may be reused). */
+static uint64_t weight_layout(const fpay_graph *g, uint32_t esz, int64_t *off, size_t *total)
 {
     uint64_t h = hash_mix(0, (uint64_t)g->n_tensors);
     size_t bytes = 0;
@@ -707,7 +866,8 @@ static uint64_t weight_layout(const fpay_graph *g, int64_t *off, size_t *total)
                 continue;
             off[t] = (int64_t)bytes;
             size_t nb = tensor_bytes(g, t);
-            bytes += (nb + SLOT_ALIGN - 1) / SLOT_ALIGN * SLOT_ALIGN;
+            size_t db = dev_bytes(g, t, esz);
+            bytes += (db + SLOT_ALIGN - 1) / SLOT_ALIGN * SLOT_ALIGN;
             h = hash_mix(h, (uint64_t)t);
             h = hash_mix(h, (uint64_t)nb);
             const unsigned char *d = g->tensors[t].data;
@@ -757,9 +917,11 @@ static fpay_status ctx_upload_weights(vk_ctx *c, const fpay_graph *g, size_t byt
         }
         dst = stage.map;
     }
+    /* fp16: converted here, so the upload and the buffer are half size. */
     for (int t = 0; t < g->n_tensors; t++)
         if (c->wt_off[t] >= 0)
-            memcpy(dst + c->wt_off[t], g->tensors[t].data, tensor_bytes(g, t));
+            to_device(dst + c->wt_off[t], g->tensors[t].data,
+                      (size_t)fpay_backend_elems(tensor(g, t)), c->esz);
     if (staging) {
         VkCommandBufferBeginInfo bi = {
             .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
@@ -795,7 +957,8 @@ static fpay_status ctx_upload_weights(vk_ctx *c, const fpay_graph *g, size_t byt
 static pthread_mutex_t park_mu = PTHREAD_MUTEX_INITIALIZER;
 static vk_ctx *parked[PARK_MAX];
 
-static fpay_status ctx_acquire(const fpay_graph *g, vk_ctx **out, char *err, size_t err_len)
+static fpay_status ctx_acquire(const fpay_graph *g, bool want_fp16, vk_ctx **out, char *err,
+                               size_t err_len)
 {
     *out = NULL;
     int64_t *off = malloc(((size_t)g->n_tensors + 1) * sizeof *off);
@@ -804,7 +967,9 @@ static fpay_status ctx_acquire(const fpay_graph *g, vk_ctx **out, char *err, siz
         return FPAY_OUT_OF_MEMORY;
     }
     size_t bytes = 0;
-    uint64_t key = weight_layout(g, off, &bytes);
+    /* The precision asked for is part of the key: an fp32 session never
+     * takes back an fp16 context or the reverse. */
+    uint64_t key = hash_mix(weight_layout(g, 4, off, &bytes), want_fp16 ? 16 : 32);
     pthread_mutex_lock(&park_mu);
     for (int i = 0; i < PARK_MAX; i++)
         if (parked[i] && parked[i]->key == key && parked[i]->n_tensors == g->n_tensors) {
@@ -826,7 +991,9 @@ static fpay_status ctx_acquire(const fpay_graph *g, vk_ctx **out, char *err, siz
     c->wt_off = off;
     c->n_tensors = g->n_tensors;
     c->key = key;
-    fpay_status st = ctx_device(c, err, err_len);
+    fpay_status st = ctx_device(c, want_fp16, err, err_len);
+    if (!st && c->esz != 4)
+        (void)weight_layout(g, c->esz, off, &bytes); /* fp16 offsets */
     if (!st)
         st = ctx_upload_weights(c, g, bytes, err, err_len);
     if (st) {
@@ -1090,7 +1257,7 @@ static fpay_status plan_arena(vk_state *s, const fpay_graph *g, size_t *arena_by
         s->act_off[t] = -1;
         if (hi[t] < 0 || is_const(g, t))
             continue;
-        size_t b = tensor_bytes(g, t);
+        size_t b = dev_bytes(g, t, s->c->esz);
         b = (b ? b + SLOT_ALIGN - 1 : SLOT_ALIGN) / SLOT_ALIGN * SLOT_ALIGN;
         slots[n_slots++] = (slot){.t = t, .lo = lo[t], .hi = hi[t], .size = b, .off = -1};
     }
@@ -1129,8 +1296,8 @@ out:
 
 static uint32_t u32(int64_t v) { return (uint32_t)v; }
 
-/* Float offset of a constant in the weights buffer. */
-static uint32_t woff(const vk_state *s, int t) { return u32(s->c->wt_off[t] / 4); }
+/* Element offset of a constant in the weights buffer. */
+static uint32_t woff(const vk_state *s, int t) { return u32(s->c->wt_off[t] / s->c->esz); }
 
 /* Fills node i's dispatch (pipeline, push constants) from the shapes. */
 static fpay_status plan_node(vk_state *s, const fpay_graph *g, int i, char *err, size_t err_len)
@@ -1290,7 +1457,7 @@ static fpay_status plan_node(vk_state *s, const fpay_graph *g, int i, char *err,
  * or in the arena. */
 static VkDescriptorBufferInfo binding_of(const vk_state *s, const fpay_graph *g, int t)
 {
-    size_t b = tensor_bytes(g, t);
+    size_t b = dev_bytes(g, t, s->c->esz);
     if (is_const(g, t))
         return (VkDescriptorBufferInfo){.buffer = s->c->wts.buf,
                                         .offset = (VkDeviceSize)s->c->wt_off[t],
@@ -1355,6 +1522,14 @@ static fpay_status make_sets(vk_state *s, const fpay_graph *g, int n_mine, char 
 static fpay_status prepare(vk_state *s, const fpay_graph *g, const bool *mine, char *err,
                            size_t err_len)
 {
+    const char *prec_value;
+    int prec = precision_env(&prec_value);
+    if (prec == PREC_INVALID) {
+        fpay_backend_set_err(err, err_len,
+                             "FACEPAY_VK_PRECISION=%.32s is invalid: use fp16 or fp32",
+                             prec_value);
+        return FPAY_INVALID_ARGUMENT;
+    }
     s->n_tensors = g->n_tensors;
     s->n_nodes = g->n_nodes;
     size_t nt = (size_t)g->n_tensors + 1, nn = (size_t)g->n_nodes + 1;
@@ -1380,13 +1555,14 @@ static fpay_status prepare(vk_state *s, const fpay_graph *g, const bool *mine, c
     if (n_mine == 0)
         return FPAY_OK; /* nothing to run: no device needed */
 
-    size_t arena_bytes = 0;
-    fpay_status st = plan_arena(s, g, &arena_bytes, err, err_len);
+    /* The context first: its precision sets the arena's element size. */
+    fpay_status st = ctx_acquire(g, prec == PREC_FP16, &s->c, err, err_len);
     if (st)
         return st;
-    if ((st = ctx_acquire(g, &s->c, err, err_len)))
-        return st;
     vk_ctx *c = s->c;
+    size_t arena_bytes = 0;
+    if ((st = plan_arena(s, g, &arena_bytes, err, err_len)))
+        return st;
     static const VkMemoryPropertyFlags dl[3] = {MEM_DL | MEM_HV, MEM_DL, MEM_HV};
     st = buf_create(c, &s->arena, arena_bytes ? arena_bytes : SLOT_ALIGN,
                     VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
@@ -1518,7 +1694,7 @@ static fpay_status record_range(vk_state *s, const fpay_graph *g, vk_range *r, c
             int t = r->io[k];
             VkBufferCopy reg = {.srcOffset = (VkDeviceSize)s->act_off[t],
                                 .dstOffset = (VkDeviceSize)s->act_off[t],
-                                .size = tensor_bytes(g, t)};
+                                .size = dev_bytes(g, t, c->esz)};
             if (reg.size)
                 c->f.vkCmdCopyBuffer(cmd, s->stage.buf, s->arena.buf, 1, &reg);
         }
@@ -1561,7 +1737,7 @@ static fpay_status record_range(vk_state *s, const fpay_graph *g, vk_range *r, c
             int t = r->io[r->n_in + k];
             VkBufferCopy reg = {.srcOffset = (VkDeviceSize)s->act_off[t],
                                 .dstOffset = (VkDeviceSize)s->act_off[t],
-                                .size = tensor_bytes(g, t)};
+                                .size = dev_bytes(g, t, c->esz)};
             if (reg.size)
                 c->f.vkCmdCopyBuffer(cmd, s->arena.buf, s->stage.buf, 1, &reg);
         }
@@ -1619,7 +1795,8 @@ static fpay_status vk_run_range(void *state, const fpay_exec_ctx *ctx, int first
             st = FPAY_INTERNAL;
             goto out;
         }
-        memcpy(host + s->act_off[t], ctx->buffers[t], tensor_bytes(g, t));
+        to_device(host + s->act_off[t], ctx->buffers[t],
+                  (size_t)fpay_backend_elems(tensor(g, t)), c->esz);
     }
     if ((st = submit_wait(c, r->cmd, err, err_len)))
         goto out;
@@ -1630,7 +1807,8 @@ static fpay_status vk_run_range(void *state, const fpay_exec_ctx *ctx, int first
             st = FPAY_INTERNAL;
             goto out;
         }
-        memcpy(ctx->buffers[t], host + s->act_off[t], tensor_bytes(g, t));
+        from_device(ctx->buffers[t], host + s->act_off[t],
+                    (size_t)fpay_backend_elems(tensor(g, t)), c->esz);
     }
 out:
     if (r == &scratch && !c->broken)

@@ -28,6 +28,11 @@
  *     headroom while a wrong tap, pad or slope gives errors of order 1e-1;
  *   - 1e-5 for exp-based ops (exp, softmax) and L2 normalisation: libraries
  *     use their own exp polynomial (1-2 ulp) and rsqrt refinements.
+ *
+ * The Vulkan backend runs every case twice: at its default fp32 precision
+ * under the thresholds above, and with FACEPAY_VK_PRECISION=fp16 (fp16
+ * storage of weights and activations, fp32 accumulation) under TOL_F16
+ * below, printed as backend "vulkan-fp16".
  */
 #include "golden_case.h"
 #include "test_util.h"
@@ -48,6 +53,28 @@
 #define TOL_GEMM 1e-5
 #define TOL_EXP 1e-5
 
+/* fp16 mode (docs/vulkan.md). binary16 keeps 11 significant bits: rounding
+ * to nearest puts a stored value within u = 2^-11 = 4.9e-4 of itself,
+ * relatively. The backend rounds in three places: the host's f32 inputs,
+ * the weights (at upload) and every tensor a shader stores; products of two
+ * fp16 values are exact in fp32 and sums are fp32, as in the fp32 mode.
+ *
+ * To test the shaders rather than the rounding of random inputs, the fp16
+ * run gets a copy of the case whose inputs and constants are already fp16
+ * values (round_f16), and so does its reference: both then compute on the
+ * same operands and, for one node, the only new error is the rounding of
+ * the output, |y16 - y| <= u |y| <= u max|y|, i.e. a normalised error of at
+ * most u on top of the fp32 threshold (subnormal outputs, below 2^-14, err
+ * by at most 2^-25 in absolute terms: far less). A missing bias, a wrong
+ * weight or tap is an O(1e-1) error, two hundred times this bound.
+ *
+ * In a chain of nodes each stored intermediate z_j errs by <= u |z_j| and
+ * the rest of the chain carries that error to the output; f16_roundings()
+ * says how many such roundings a case adds, each weighted by how much the
+ * nodes after it can amplify a relative error of z_j in the normalised
+ * output. Models: vk_fp16 (cosine). */
+#define TOL_F16 0x1p-11
+
 /* ------------------------------------------------------------ building */
 
 typedef struct builder {
@@ -55,7 +82,25 @@ typedef struct builder {
     int inputs[4], n_inputs;
     float lo[4], hi[4];
     uint64_t seed;
+    bool f16;                /* inputs and constants rounded to fp16 values */
 } builder;
+
+/* x rounded to the nearest binary16 value (ties to even), as a float: what
+ * the Vulkan backend's fp16 mode stores. Written apart from the plugin's
+ * bit-level conversion (scaling by the value's ulp), so one checks the
+ * other. */
+static float round_f16(float x)
+{
+    if (!isfinite(x))
+        return x;
+    double a = fabs((double)x);
+    if (a >= 65520.0) /* halfway past 65504, the largest binary16 */
+        return copysignf(INFINITY, x);
+    int e;
+    (void)frexp(a, &e); /* a in [2^(e-1), 2^e): 11 bits -> ulp 2^(e-11) */
+    double ulp = ldexp(1.0, e - 11 < -24 ? -24 : e - 11); /* subnormals: 2^-24 */
+    return (float)copysign(nearbyint(a / ulp) * ulp, (double)x);
+}
 
 static int act_tensor(builder *b)
 {
@@ -84,8 +129,11 @@ static int const_tensor(builder *b, int rank, const int64_t *dims, float lo, flo
     float *v = malloc((size_t)n * sizeof(float));
     fpay_test_rng r;
     fpay_test_rng_seed(&r, ++b->seed * 7919);
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = 0; i < n; i++) {
         v[i] = fpay_test_rng_uniform(&r, lo, hi);
+        if (b->f16)
+            v[i] = round_f16(v[i]);
+    }
     int t = fpay_graph_add_const_f32(b->g, "c", rank, dims, v);
     free(v);
     return t;
@@ -467,16 +515,23 @@ typedef struct outcome {
     double err;
 } outcome;
 
-static fpay_model *make_model(const op_case *c, builder *b)
+static fpay_model *make_model(const op_case *c, builder *b, bool f16)
 {
     fpay_model *m = calloc(1, sizeof *m);
     cr_assert_not_null(m);
     fpay_graph_init(&m->graph);
     memset(b, 0, sizeof *b);
     b->g = &m->graph;
+    b->f16 = f16;
     finish(b, c->build(b, c->p));
     return m;
 }
+
+/* FACEPAY_VK_PRECISION for the sessions created next (the Vulkan plugin
+ * reads it at every prepare: creation and batch changes, so it stays set
+ * for the session's life). Set explicitly for every run, so that a value in
+ * the caller's environment does not change what the fp32 checks test. */
+static void vk_precision(const char *p) { setenv("FACEPAY_VK_PRECISION", p, 1); }
 
 /* Runs the model on `backend` with `threads`; copies output 0 into *out. */
 static void run_on(const fpay_model *m, const builder *b, const char *backend, int threads,
@@ -496,8 +551,11 @@ static void run_on(const fpay_model *m, const builder *b, const char *backend, i
         float *x = malloc(in.count * sizeof(float));
         fpay_test_rng r;
         fpay_test_rng_seed(&r, 1234 + (uint64_t)k);
-        for (size_t i = 0; i < in.count; i++)
+        for (size_t i = 0; i < in.count; i++) {
             x[i] = fpay_test_rng_uniform(&r, b->lo[k], b->hi[k]);
+            if (b->f16)
+                x[i] = round_f16(x[i]);
+        }
         cr_assert_eq(fpay_session_set_input(s, k, x, in.count), FPAY_OK);
         free(x);
     }
@@ -527,15 +585,69 @@ static double norm_max_err(const float *y, const float *ref, size_t n)
     return worst / (scale > 0 ? scale : 1);
 }
 
+/* How many TOL_F16 a case may lose in fp16 mode (see TOL_F16).
+ *   - one node: 1, the rounding of its output (a strict bound);
+ *   - build_blocks: 5 stored roundings on the path (a, d, r, sum, out; the
+ *     max pool only selects stored values). Each is <= u relative to the
+ *     tensor it rounds, and a layer of random weights in [-1, 1] carries a
+ *     relative error through at about unit gain (|W e| / |W z| ~ |e| / |z|):
+ *     5 u. A first-order estimate, not a worst case (that would weigh each
+ *     rounding by |W| |z| / max|y|, up to ~sqrt(K) more); measured 1.2 u;
+ *   - build_chain: the fp16 edges around two CPU nodes plus two exponentials
+ *     (EXP on the CPU, then softmax) that turn an absolute error of their
+ *     input into a relative error of their output. The input of EXP is
+ *     relu6-bounded (<= 6), so its rounding alone is worth up to 6 u there,
+ *     L2's upload 1-2 u, the convolutions' outputs 1 u each: 16 u. Also
+ *     first-order and not a strict worst case (softmax of logits in the
+ *     hundreds saturates); measured up to 6.1 u (batch 3). What the case is
+ *     for (tensors crossing partition edges in the right format, at the
+ *     right offsets) fails by O(1) when wrong. */
+static double f16_roundings(const op_case *c)
+{
+    if (c->build == build_chain)
+        return 16;
+    if (c->build == build_blocks)
+        return 5;
+    return 1;
+}
+
+/* The Vulkan backend in fp16 mode on case c, against the reference on the
+ * same fp16-valued operands (TOL_F16). Returns 1 on failure. */
+static int check_vk_fp16(const op_case *c, int threads)
+{
+    builder b;
+    fpay_model *m = make_model(c, &b, true);
+    float *ref, *y;
+    size_t nref, ny;
+    outcome o;
+    run_on(m, &b, "cpu", 1, &ref, &nref, NULL);
+    vk_precision("fp16");
+    run_on(m, &b, "vulkan", threads, &y, &ny, &o);
+    vk_precision("fp32");
+    cr_assert_eq(ny, nref);
+    o.err = norm_max_err(y, ref, ny);
+    double tol = o.on_backend ? c->tol + f16_roundings(c) * TOL_F16 : 0;
+    int ok = o.err <= tol;
+    printf("backend-ops %-8s t%d %-38s nodes %d/%d on backend  err %.2e  tol %.1e  %s\n",
+           "vulkan-fp16", threads, c->name, o.on_backend, o.nodes, o.err, tol,
+           ok ? "OK" : "FAIL");
+    cr_expect(ok, "vulkan fp16: %s: normalised max error %.3e > %.1e", c->name, o.err, tol);
+    free(y);
+    free(ref);
+    fpay_model_free(m);
+    return !ok;
+}
+
 /* Every backend x every case, at 1 and 2 threads; prints one line each. */
 static void check_ops(int threads)
 {
     int n_backends = fpay_backend_count();
     int fails = 0;
     printf("# backend-ops, %d backend(s), %d thread(s)\n", n_backends, threads);
+    vk_precision("fp32");
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         builder b;
-        fpay_model *m = make_model(&cases[c], &b);
+        fpay_model *m = make_model(&cases[c], &b, false);
         float *ref;
         size_t nref;
         run_on(m, &b, "cpu", 1, &ref, &nref, NULL);
@@ -562,11 +674,36 @@ static void check_ops(int threads)
         }
         free(ref);
         fpay_model_free(m);
+        if (fpay_backend_find("vulkan"))
+            fails += check_vk_fp16(&cases[c], threads);
     }
     printf("# backend-ops: %d failure(s)\n", fails);
 }
 
 Test(backend_ops, every_backend_every_op_1_thread) { check_ops(1); }
+
+/* An invalid FACEPAY_VK_PRECISION is an error at session creation, with
+ * the variable's name in the message, not a silent fp32 (or fp16) run. */
+Test(backend_ops, vulkan_precision_invalid)
+{
+    if (!fpay_backend_find("vulkan"))
+        return;
+    builder b;
+    fpay_model *m = make_model(&cases[0], &b, false);
+    fpay_session_options opt;
+    fpay_session_options_init(&opt);
+    opt.backend = "vulkan";
+    fpay_session *s = NULL;
+    char err[256] = "";
+    vk_precision("fp8");
+    fpay_status st = fpay_session_create(m, &opt, &s, err, sizeof err);
+    vk_precision("fp32");
+    cr_expect_eq(st, FPAY_INVALID_ARGUMENT, "%s", err);
+    cr_expect_null(s);
+    cr_expect(strstr(err, "FACEPAY_VK_PRECISION=fp8") != NULL, "%s", err);
+    fpay_session_free(s);
+    fpay_model_free(m);
+}
 Test(backend_ops, every_backend_every_op_2_threads) { check_ops(2); }
 
 /* ------------------------------------------------------------ models */
@@ -575,6 +712,7 @@ Test(backend_ops, every_backend_every_op_2_threads) { check_ops(2); }
  * and cosine >= 0.99999 per embedding row (MobileFaceNet). */
 static void check_model(const char *case_name, int embed_dim, int threads)
 {
+    vk_precision("fp32");
     cJSON *j = fpay_golden_load(case_name);
     const char *model = cJSON_GetObjectItem(j, "model")->valuestring;
     char err[256];
@@ -652,6 +790,82 @@ Test(backend_models, rnet_tomcruise) { check_model("rnet_tomcruise", 0, 1); }
 Test(backend_models, onet_tomcruise) { check_model("onet_tomcruise", 0, 2); }
 Test(backend_models, antispoof_obama, .timeout = 900) { check_model("antispoof_obama", 0, 2); }
 
+/* MobileFaceNet on Vulkan in fp16 mode against the golden (fp32 oracle)
+ * embeddings of real faces and of random input, from the raw f32 inputs:
+ * every rounding counts here (input, weights, each stored activation).
+ * Bound: each rounding adds an independent relative error of rms about
+ * u / sqrt(3) (u = 2^-11), and random-signed errors add in quadrature. The
+ * longest path stores ~52 activations and reads ~52 rounded weight tensors
+ * plus the input: L ~ 105, so |err| / |y| ~ u sqrt(L / 3) ~ 2.9e-3 and
+ * 1 - cosine = |err|^2 / (2 |y|^2) ~ 4e-6 (measured 4.8e-6, 3.1e-3 on
+ * lavapipe). The test asks cosine >= 0.9999, i.e. |err| / |y| <= 1.4e-2:
+ * 4.6x headroom on the estimate, while a wrong weight tensor or a missing
+ * (BN-folded) bias moves the embedding by far more. Unless the device
+ * lacks 16-bit storage (then fp32: more accurate, passes too). */
+#define COS_F16 0.9999
+
+static void check_vk_fp16_model(const char *case_name)
+{
+    if (!fpay_backend_find("vulkan"))
+        return;
+    cJSON *j = fpay_golden_load(case_name);
+    const char *model = cJSON_GetObjectItem(j, "model")->valuestring;
+    char err[256];
+    fpay_model *m = NULL;
+    cr_assert_eq(fpay_model_load_file(fpay_test_model_path(model), 0, &m, err, sizeof err),
+                 FPAY_OK, "%s", err);
+    fpay_session_options o;
+    fpay_session_options_init(&o);
+    o.backend = "vulkan";
+    fpay_session *s = NULL;
+    /* Read at every prepare: session creation and the batch change that
+     * feeding the golden input may make. */
+    vk_precision("fp16");
+    cr_assert_eq(fpay_session_create(m, &o, &s, err, sizeof err), FPAY_OK, "%s", err);
+    fpay_golden_feed(s, j);
+    cr_assert_eq(fpay_session_run(s), FPAY_OK, "%s", fpay_session_errmsg(s));
+    cJSON *oj = cJSON_GetObjectItem(j, "outputs")->child;
+    size_t count = 0, n = 0;
+    float *want = fpay_golden_expected(oj, &count);
+    const float *got;
+    cr_assert_eq(fpay_session_output(s, 0, &got, &n), FPAY_OK);
+    cr_assert_eq(n, count);
+    double max_abs = cJSON_GetObjectItem(oj, "max_abs")->valuedouble, worst = 0, min_cos = 1;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - want[i]);
+        if (!(e <= worst))
+            worst = isnan(e) ? INFINITY : e;
+    }
+    for (size_t row = 0; row < n / 192; row++) {
+        double dot = 0, na = 0, nb = 0;
+        for (size_t c = 0; c < 192; c++) {
+            double a = got[row * 192 + c], bb = want[row * 192 + c];
+            dot += a * bb;
+            na += a * a;
+            nb += bb * bb;
+        }
+        double cosine = dot / sqrt(na * nb);
+        if (!(cosine >= min_cos))
+            min_cos = cosine;
+    }
+    printf("backend-model vulkan-fp16 %-20s max|err| %.2e = %.2e x max_abs  min cosine "
+           "%.9f (bound %.4f)  %s\n", case_name, worst, worst / max_abs, min_cos, COS_F16,
+           min_cos >= COS_F16 ? "OK" : "FAIL");
+    cr_expect_geq(min_cos, COS_F16, "vulkan fp16 %s: cosine %.9f", case_name, min_cos);
+    free(want);
+    fpay_session_free(s);
+    vk_precision("fp32");
+    fpay_model_free(m);
+    cJSON_Delete(j);
+}
+
+Test(backend_models, vulkan_fp16_mobilefacenet)
+{
+    check_vk_fp16_model("mfn_face_amy1");
+    check_vk_fp16_model("mfn_face_tomcruise");
+    check_vk_fp16_model("mfn_random");
+}
+
 /* Batch changes re-prepare the backend: batch 3 then 1 must give row 0 of
  * batch 3 within the GEMM tolerance on every backend. */
 Test(backend_models, reshape_reprepares_every_backend)
@@ -666,6 +880,7 @@ Test(backend_models, reshape_reprepares_every_backend)
     fpay_test_rng_seed(&r, 99);
     for (size_t i = 0; i < 3 * row; i++)
         x[i] = fpay_test_rng_uniform(&r, -1, 1);
+    vk_precision("fp32");
     for (int bi = 0; bi < fpay_backend_count(); bi++) {
         fpay_session_options o;
         fpay_session_options_init(&o);

@@ -1,7 +1,8 @@
 // conv2d.comp - CONV_2D (NHWC input, OHWI weights) and DEPTHWISE_CONV_2D
 // ([1,KH,KW,C*mult] weights, DEPTHWISE defined), one invocation per output
 // element: taps, then bias, then the residual (input 3, binding B), then the
-// activation (the reference kernels' order).
+// activation (the reference kernels' order). The sum is fp32 in both
+// variants (fp16 loads are widened first).
 //
 // Kernel size and strides are specialization constants (0: take the push
 // constant): a pipeline per (KH, KW, stride) the network uses lets the
@@ -56,18 +57,18 @@ void main()
                 continue;
             uint xb = uint(((n * pc.H + iy) * pc.W + ix) * pc.C);
 #ifdef DEPTHWISE
-            acc += X[xb + uint(ic)] * Wt[pc.w_off + uint((ky * KW + kx) * pc.OC + oc)];
+            acc += LX(xb + uint(ic)) * LW(pc.w_off + uint((ky * KW + kx) * pc.OC + oc));
 #else
             uint wb = pc.w_off + uint(((oc * KH + ky) * KW + kx) * pc.C);
             for (int c = 0; c < pc.C; c++)
-                acc += X[xb + uint(c)] * Wt[wb + uint(c)];
+                acc += LX(xb + uint(c)) * LW(wb + uint(c));
 #endif
         }
     }
     if ((pc.flags & 1u) != 0u)
-        acc += Wt[pc.b_off + uint(oc)];
+        acc += LW(pc.b_off + uint(oc));
     if ((pc.flags & 2u) != 0u)
-        acc += B[i];
-    float slope = pc.act == FPAY_ACT_PRELU ? Wt[pc.s_off + uint(oc)] : 0.0;
-    Y[i] = fpay_act(acc, pc.act, pc.alpha, slope);
+        acc += LB(i);
+    float slope = pc.act == FPAY_ACT_PRELU ? LW(pc.s_off + uint(oc)) : 0.0;
+    SY(i, fpay_act(acc, pc.act, pc.alpha, slope));
 }

@@ -11,5 +11,5 @@ void main()
 {
     uint i = fpay_gid();
     if (i < pc.total)
-        Y[i] = X[i];
+        SY(i, LX(i));
 }

@@ -24,9 +24,9 @@ void main()
     uint xb = r * pc.K, wb = pc.w_off + u * pc.K;
     float acc = 0.0;
     for (uint k = 0u; k < pc.K; k++)
-        acc += X[xb + k] * Wt[wb + k];
+        acc += LX(xb + k) * LW(wb + k);
     if ((pc.flags & 1u) != 0u)
-        acc += Wt[pc.b_off + u];
-    float slope = pc.act == FPAY_ACT_PRELU ? Wt[pc.s_off + u] : 0.0;
-    Y[i] = fpay_act(acc, pc.act, pc.alpha, slope);
+        acc += LW(pc.b_off + u);
+    float slope = pc.act == FPAY_ACT_PRELU ? LW(pc.s_off + u) : 0.0;
+    SY(i, fpay_act(acc, pc.act, pc.alpha, slope));
 }

@@ -37,17 +37,17 @@ void main()
         if (pc.avg != 0u) {
             for (int y = y0; y < y1; y++)
                 for (int x = x0; x < x1; x++)
-                    v += X[uint(((n * pc.H + y) * pc.W + x) * pc.C + c)];
+                    v += LX(uint(((n * pc.H + y) * pc.W + x) * pc.C + c));
             v = v / float((y1 - y0) * (x1 - x0));
         } else {
             v = uintBitsToFloat(0xff800000u); // -inf
             for (int y = y0; y < y1; y++)
                 for (int x = x0; x < x1; x++) {
-                    float e = X[uint(((n * pc.H + y) * pc.W + x) * pc.C + c)];
+                    float e = LX(uint(((n * pc.H + y) * pc.W + x) * pc.C + c));
                     if (e > v)
                         v = e;
                 }
         }
     }
-    Y[i] = fpay_act(v, pc.act, 0.0, 0.0);
+    SY(i, fpay_act(v, pc.act, 0.0, 0.0));
 }

@@ -18,14 +18,22 @@ void main()
     uint b = r * pc.cols;
     float m = uintBitsToFloat(0xff800000u); // -inf
     for (uint c = 0u; c < pc.cols; c++)
-        if (X[b + c] > m)
-            m = X[b + c];
+        if (LX(b + c) > m)
+            m = LX(b + c);
     float sum = 0.0;
     for (uint c = 0u; c < pc.cols; c++) {
-        float e = exp(X[b + c] - m);
+        float e = exp(LX(b + c) - m);
+#ifndef FP16
         Y[b + c] = e;
+#endif
         sum += e;
     }
+    // fp16: exp is recomputed rather than read back from Y, which would
+    // round each term to fp16 once more before the divide.
     for (uint c = 0u; c < pc.cols; c++)
+#ifdef FP16
+        SY(b + c, exp(LX(b + c) - m) / sum);
+#else
         Y[b + c] = Y[b + c] / sum;
+#endif
 }
