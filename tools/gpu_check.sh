@@ -25,6 +25,7 @@
 #        conformance.txt  test_backend_ops with FACEPAY_BACKEND=vulkan
 #        robust.txt       backends/vulkan/test_vk_robust.sh (no lavapipe pin)
 #        bench.txt        MobileFaceNet, vulkan vs cpu, batch 1/8/32/128
+#        bench-fp16.txt   the same with FACEPAY_VK_PRECISION=fp16
 #        summary.txt      one line per step: ok / FAILED, and the timings
 #      Each step has its own time limit so that one stuck step still leaves
 #      the others' results. RUNS/WARMUP/BATCHES/STEP_TIMEOUT override.
@@ -162,4 +163,8 @@ step bench "$OUT/bench.txt" "$BIN/bench/facepay-bench" models --backends cpu,vul
     --batches "$BATCHES" --threads "$THREADS" --runs "$RUNS" --warmup "$WARMUP" --models-dir "$ROOT/models" \
     MobileFaceNet.tflite
 cat "$OUT/bench.txt" | tee -a "$SUMMARY"
+step bench-fp16 "$OUT/bench-fp16.txt" env FACEPAY_VK_PRECISION=fp16 "$BIN/bench/facepay-bench" \
+    models --backends vulkan --batches "$BATCHES" --threads "$THREADS" --runs "$RUNS" \
+    --warmup "$WARMUP" --models-dir "$ROOT/models" MobileFaceNet.tflite
+cat "$OUT/bench-fp16.txt" | tee -a "$SUMMARY"
 note "done: results in $OUT"
