@@ -363,12 +363,18 @@ int fpay_bench_kernels(void)
             float *x = filled((size_t)hw * hw * ch), *y = filled((size_t)out * out * ch);
             float *w = filled(fpay_pack_dw_weights_size(kk * kk, ch));
             float *bias = filled(fpay_pack_padded((size_t)ch));
-            fpay_dwconv_args g = {p, x, w, {bias, FPAY_KACT_NONE, 0, NULL, NULL}, y};
+            float *slope = filled(fpay_pack_padded((size_t)ch));
+            /* As in MobileFaceNet: the 3x3 layers with bias + PReLU (the
+             * kernels' specialised epilogue), the 7x7 global one bias only. */
+            fpay_dwconv_args g = {p, x, w,
+                                  {bias, kk == 3 ? FPAY_KACT_PRELU : FPAY_KACT_NONE, 0,
+                                   kk == 3 ? slope : NULL, NULL},
+                                  y};
             char shape[64];
             snprintf(shape, sizeof shape, "%dx%dx%d k%d s%d", hw, hw, ch, kk, sd);
             row(uk->name, uk->isa, shape, 2.0 * out * out * ch * kk * kk,
                 time_call(call_dw, uk, &g));
-            free(x), free(y), free(w), free(bias);
+            free(x), free(y), free(w), free(bias), free(slope);
         }
     }
     /* The first conv: 112x112x3 -> 56x56x64, 3x3 s2 SAME. */
