@@ -572,6 +572,37 @@ static void run_on(const fpay_model *m, const builder *b, const char *backend, i
     fpay_session_free(s);
 }
 
+/* Largest |got - want| (INFINITY if any is NaN). */
+static double max_abs_err(const float *got, const float *want, size_t n)
+{
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - want[i]);
+        if (!(e <= worst))
+            worst = isnan(e) ? INFINITY : e;
+    }
+    return worst;
+}
+
+/* Smallest cosine between matching rows of dim values (NaN counts as -inf). */
+static double min_row_cosine(const float *got, const float *want, size_t n, size_t dim)
+{
+    double min_cos = 1;
+    for (size_t row = 0; row < n / dim; row++) {
+        double dot = 0, na = 0, nb = 0;
+        for (size_t c = 0; c < dim; c++) {
+            double a = got[row * dim + c], b = want[row * dim + c];
+            dot += a * b;
+            na += a * a;
+            nb += b * b;
+        }
+        double cosine = dot / sqrt(na * nb);
+        if (!(cosine >= min_cos))
+            min_cos = isnan(cosine) ? -INFINITY : cosine;
+    }
+    return min_cos;
+}
+
 static double norm_max_err(const float *y, const float *ref, size_t n)
 {
     double worst = 0, scale = 0;
@@ -740,26 +771,9 @@ static void check_model(const char *case_name, int embed_dim, int threads)
             size_t n;
             cr_assert_eq(fpay_session_output(s, k, &got, &n), FPAY_OK);
             cr_assert_eq(n, count);
-            double max_abs = cJSON_GetObjectItem(oj, "max_abs")->valuedouble, worst = 0;
-            for (size_t i = 0; i < n; i++) {
-                double e = fabs((double)got[i] - want[i]);
-                if (!(e <= worst))
-                    worst = isnan(e) ? INFINITY : e;
-            }
-            double min_cos = 1;
-            if (embed_dim > 0)
-                for (size_t row = 0; row < n / (size_t)embed_dim; row++) {
-                    double dot = 0, na = 0, nb = 0;
-                    for (int c = 0; c < embed_dim; c++) {
-                        double a = got[row * embed_dim + c], bb = want[row * embed_dim + c];
-                        dot += a * bb;
-                        na += a * a;
-                        nb += bb * bb;
-                    }
-                    double cosine = dot / sqrt(na * nb);
-                    if (!(cosine >= min_cos))
-                        min_cos = cosine;
-                }
+            double max_abs = cJSON_GetObjectItem(oj, "max_abs")->valuedouble;
+            double worst = max_abs_err(got, want, n);
+            double min_cos = embed_dim > 0 ? min_row_cosine(got, want, n, (size_t)embed_dim) : 1;
             int ok = worst <= 1e-4 * max_abs && (embed_dim == 0 || min_cos >= 0.99999);
             char cos_txt[48] = "";
             if (embed_dim)
@@ -830,24 +844,8 @@ static void check_vk_fp16_model(const char *case_name)
     const float *got;
     cr_assert_eq(fpay_session_output(s, 0, &got, &n), FPAY_OK);
     cr_assert_eq(n, count);
-    double max_abs = cJSON_GetObjectItem(oj, "max_abs")->valuedouble, worst = 0, min_cos = 1;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)got[i] - want[i]);
-        if (!(e <= worst))
-            worst = isnan(e) ? INFINITY : e;
-    }
-    for (size_t row = 0; row < n / 192; row++) {
-        double dot = 0, na = 0, nb = 0;
-        for (size_t c = 0; c < 192; c++) {
-            double a = got[row * 192 + c], bb = want[row * 192 + c];
-            dot += a * bb;
-            na += a * a;
-            nb += bb * bb;
-        }
-        double cosine = dot / sqrt(na * nb);
-        if (!(cosine >= min_cos))
-            min_cos = cosine;
-    }
+    double max_abs = cJSON_GetObjectItem(oj, "max_abs")->valuedouble;
+    double worst = max_abs_err(got, want, n), min_cos = min_row_cosine(got, want, n, 192);
     printf("backend-model vulkan-fp16 %-20s max|err| %.2e = %.2e x max_abs  min cosine "
            "%.9f (bound %.4f)  %s\n", case_name, worst, worst / max_abs, min_cos, COS_F16,
            min_cos >= COS_F16 ? "OK" : "FAIL");
