@@ -20,6 +20,16 @@ cJSON *fpay_golden_load(const char *name)
     return j;
 }
 
+fpay_model *fpay_golden_model(const cJSON *golden, unsigned flags)
+{
+    const char *model = cJSON_GetObjectItem(golden, "model")->valuestring;
+    char err[256] = "";
+    fpay_model *m = NULL;
+    cr_assert_eq(fpay_model_load_file(fpay_test_model_path(model), flags, &m, err, sizeof err),
+                 FPAY_OK, "%s: %s", model, err);
+    return m;
+}
+
 /* The case's files live beside its JSON, named relative to golden/. */
 static float *read_case_file(const cJSON *entry, size_t *count)
 {

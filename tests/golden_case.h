@@ -12,6 +12,10 @@
  * Caller frees with cJSON_Delete. */
 cJSON *fpay_golden_load(const char *name);
 
+/* The case's model, loaded with flags (Criterion-asserts that it loads).
+ * Caller frees with fpay_model_free. */
+fpay_model *fpay_golden_model(const cJSON *golden, unsigned flags);
+
 /* Sets every input of the case on s: its shape, then its data. */
 void fpay_golden_feed(fpay_session *s, const cJSON *golden);
 

@@ -33,12 +33,8 @@ typedef struct run_result {
 
 static void run_case(cJSON *j, unsigned flags, run_result *r)
 {
-    const char *model = cJSON_GetObjectItem(j, "model")->valuestring;
     char err[256];
-    fpay_model *m = NULL;
-    fpay_status st = fpay_model_load_file(fpay_test_model_path(model), flags, &m, err,
-                                          sizeof err);
-    cr_assert_eq(st, FPAY_OK, "%s", err);
+    fpay_model *m = fpay_golden_model(j, flags);
     fpay_model_stats stats = {.struct_size = sizeof stats};
     fpay_model_stats_get(m, &stats);
     cr_assert_str_eq(stats.sha256, cJSON_GetObjectItem(j, "model_sha256")->valuestring,

@@ -745,11 +745,8 @@ static void check_model(const char *case_name, int embed_dim, int threads)
 {
     vk_precision("fp32");
     cJSON *j = fpay_golden_load(case_name);
-    const char *model = cJSON_GetObjectItem(j, "model")->valuestring;
     char err[256];
-    fpay_model *m = NULL;
-    cr_assert_eq(fpay_model_load_file(fpay_test_model_path(model), 0, &m, err, sizeof err),
-                 FPAY_OK, "%s", err);
+    fpay_model *m = fpay_golden_model(j, 0);
     for (int bi = 0; bi < fpay_backend_count(); bi++) {
         const char *backend = fpay_backend_get(bi)->name;
         fpay_session_options o;
@@ -823,11 +820,8 @@ static void check_vk_fp16_model(const char *case_name)
     if (!fpay_backend_find("vulkan"))
         return;
     cJSON *j = fpay_golden_load(case_name);
-    const char *model = cJSON_GetObjectItem(j, "model")->valuestring;
     char err[256];
-    fpay_model *m = NULL;
-    cr_assert_eq(fpay_model_load_file(fpay_test_model_path(model), 0, &m, err, sizeof err),
-                 FPAY_OK, "%s", err);
+    fpay_model *m = fpay_golden_model(j, 0);
     fpay_session_options o;
     fpay_session_options_init(&o);
     o.backend = "vulkan";
