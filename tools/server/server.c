@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -66,17 +65,8 @@ static const char *const serve_help =
     "  --max-batch N         verifies per batch (default 8)\n"
     "  -h, --help            this text\n";
 
-static int die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int die(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("facepay: serve: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return code;
-}
+/* fpay_cli_die with the command's name: "facepay: serve: ...". */
+#define die(code, ...) fpay_cli_die((code), "serve: " __VA_ARGS__)
 
 static int parse_long(const char *s, long lo, long hi, long *out)
 {
