@@ -67,6 +67,17 @@ expect_ok "embed via detection"   "raw L2 norm"            "$cli" embed --models
 expect_ok "embed --whole"         "raw L2 norm"            "$cli" embed --whole --model "$mfn" "$data/faces/amy1.png"
 expect_ok "compare same person"   "cosine: "               "$cli" compare --models "$models" --liveness off "$data/faces/Al_Pacino_0001.jpg" "$data/faces/Al_Pacino_0002.jpg"
 expect_error "compare missing"    "nope.png"               "$cli" compare --models "$models" "$data/faces/amy1.png" "$tmp/nope.png"
+expect_ok "compare verdict same"  "verdict: +SAME person"  "$cli" compare --models "$models" --liveness off "$data/faces/Al_Pacino_0001.jpg" "$data/faces/Al_Pacino_0002.jpg"
+expect_ok "compare verdict other" "verdict: +DIFFERENT"    "$cli" compare --models "$models" --liveness off "$data/faces/Al_Pacino_0001.jpg" "$data/faces/Tom_Cruise_0001.jpg"
+expect_ok "compare --threshold"   "DIFFERENT.*0.9990, from --threshold" "$cli" compare --models "$models" --liveness off --threshold 0.999 "$data/faces/Al_Pacino_0001.jpg" "$data/faces/Al_Pacino_0002.jpg"
+# The group photo's payer is ambiguous: compare says which capture and why.
+expect_ok "compare names unusable" "capture B: +NOT usable for payment: ambiguous_multiple_faces" "$cli" compare --models "$models" --liveness off "$data/faces/Al_Pacino_0001.jpg" "$data/faces/bbt3.jpg"
+expect_error "compare bad threshold" "--threshold wants a cosine in \\(0, 1\\]" "$cli" compare --models "$models" --threshold 0 "$data/faces/amy1.png" "$data/faces/amy1.png"
+expect_ok "align writes the crop" "aligned: .*112x112"     "$cli" align --models "$models" "$data/faces/Tom_Cruise_0001.jpg" "$tmp/crop.png"
+if [ "$(od -An -tu1 -j16 -N8 "$tmp/crop.png" 2>/dev/null | tr -s ' ')" = " 0 0 0 112 0 0 0 112" ]; then ok "align PNG is 112x112"; else bad "align PNG size"; fi
+expect_error "align no face"      "no face found"          "$cli" align --models "$models" "$data/images/gray.jpg" "$tmp/none.png"
+# embed times its decode (it printed 0.0 before)
+if "$cli" embed --models "$models" --liveness off "$data/faces/obama1.jpg" 2>/dev/null | grep -qE 'decode [0-9]*[1-9][0-9]*\.|decode 0\.[1-9]'; then ok "embed reports decode time"; else bad "embed decode time is 0"; fi
 expect_error "detect not image"   "not_image.jpg"          "$cli" detect --models "$models" "$tmp/not_image.jpg"
 expect_error "detect bad option"  "unknown or incomplete"  "$cli" detect --frobnicate "$data/faces/amy1.png"
 expect_error "eval needs pairs"   "--pairs"                "$cli" eval --root "$tmp"

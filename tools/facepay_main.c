@@ -3,7 +3,7 @@
  *
  *   facepay info MODEL
  *   facepay run [--batch N] [--shape D0,D1,...] [--backend B] MODEL IN.f32... OUT_PREFIX
- *   facepay detect|embed|compare (face_commands.c), eval (face_eval.c)
+ *   facepay detect|embed|compare|align (face_commands.c), eval (face_eval.c)
  *
  * Every failure prints one line "facepay: ..." on stderr and exits non-zero
  * (2 for usage errors, 1 for everything else).
@@ -466,6 +466,8 @@ int main(int argc, char **argv)
         return fpay_cmd_detect(argc - 2, argv + 2);
     if (!strcmp(cmd, "compare"))
         return fpay_cmd_compare(argc - 2, argv + 2);
+    if (!strcmp(cmd, "align"))
+        return fpay_cmd_align(argc - 2, argv + 2);
     if (!strcmp(cmd, "eval"))
         return fpay_cmd_eval(argc - 2, argv + 2);
     if (!strcmp(cmd, "backends"))
