@@ -11,7 +11,8 @@
 #include "cli_util.h"
 #include "facepay/backend.h" /* registry listing: `facepay backends` */
 #include "facepay/facepay.h"
-#include "face_commands.h" /* detect, embed, compare, eval */
+#include "face_commands.h" /* detect, embed, compare, align, eval */
+#include "selftest.h"      /* selftest */
 #include "service_commands.h" /* keygen, enroll, verify, ... (checkout) */
 #include "server/serve.h"   /* serve: the HTTP service */
 #include "fpay_simd.h"     /* `facepay cpuinfo`: detection and kernel tables */
@@ -41,6 +42,8 @@ static const char *const usage_text =
     "                          writes OUT_PREFIX.out<k>.f32 per output\n"
     "  backends                registered backends (version, probe, origin)\n"
     "                          and rejected plugins with the reason\n"
+    "  selftest [MODEL...]     every backend against the reference kernels on\n"
+    "                          the bundled models, PASS/FAIL per line\n"
     "  cpuinfo                 detected CPU features, the ISA FACEPAY_ISA or\n"
     "                          detection chooses, and the kernel per family\n"
     "  version                 version and build id\n"
@@ -101,6 +104,8 @@ static const char *command_help_text(const char *cmd)
     for (size_t i = 0; i < sizeof command_help / sizeof command_help[0]; i++)
         if (!strcmp(cmd, command_help[i].cmd))
             return command_help[i].text;
+    if (!strcmp(cmd, "selftest"))
+        return fpay_selftest_help;
     return fpay_face_help(cmd);
 }
 
@@ -472,6 +477,8 @@ int main(int argc, char **argv)
         return fpay_cmd_eval(argc - 2, argv + 2);
     if (!strcmp(cmd, "backends"))
         return cmd_backends(argc - 2, argv + 2);
+    if (!strcmp(cmd, "selftest"))
+        return fpay_cmd_selftest(argc - 2, argv + 2);
     if (!strcmp(cmd, "cpuinfo"))
         return cmd_cpuinfo(argc - 2, argv + 2);
     if (!strcmp(cmd, "version")) {
