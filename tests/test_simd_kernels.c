@@ -149,6 +149,46 @@ Test(simd_kernels, isa_selection)
     }
 }
 
+/* fpay_cpu_report (what `facepay cpuinfo` prints) tells the same as the
+ * dispatch: the supported ISAs, the chosen one, the GEMM tiles of it. */
+Test(simd_kernels, cpu_report_matches_the_dispatch)
+{
+    char r[4096];
+    unsetenv("FACEPAY_ISA");
+    cr_assert_eq(fpay_cpu_report(r, sizeof r), FPAY_OK, "%s", r);
+    char want[128];
+    snprintf(want, sizeof want, "chosen:    %s (best detected)", fpay_isa_name(fpay_isa_best()));
+    cr_expect(strstr(r, want), "'%s' lacks '%s'", r, want);
+    for (int isa = 0; isa < FPAY_ISA_COUNT_; isa++) {
+        snprintf(want, sizeof want, " %s", fpay_isa_name((fpay_isa)isa));
+        const char *sup = strstr(r, "supported:"), *eol = sup ? strchr(sup, '\n') : NULL;
+        cr_assert(sup && eol);
+        const char *at = strstr(sup, want);
+        cr_expect_eq(at != NULL && at < eol, fpay_isa_supported((fpay_isa)isa),
+                     "%s listed wrongly: %.*s", fpay_isa_name((fpay_isa)isa), (int)(eol - sup),
+                     sup);
+    }
+    const fpay_gemm_ukernel *g = fpay_gemm_select(fpay_isa_best(), 0);
+    cr_expect(g ? strstr(r, g->name) != NULL : strstr(r, "conv 1x1 (GEMM)      reference") != NULL,
+              "%s", r);
+    setenv("FACEPAY_ISA", "ref", 1);
+    cr_assert_eq(fpay_cpu_report(r, sizeof r), FPAY_OK);
+    cr_expect(strstr(r, "chosen:    ref (FACEPAY_ISA)") && strstr(r, "max pool             reference"),
+              "%s", r);
+    setenv("FACEPAY_ISA", "sse9", 1);
+    cr_expect_eq(fpay_cpu_report(r, sizeof r), FPAY_INVALID_ARGUMENT);
+    cr_expect(strstr(r, "FACEPAY_ISA=sse9 is not one of"), "%s", r);
+    unsetenv("FACEPAY_ISA");
+    /* Short buffers are cut, never overrun; none at all is refused. */
+    char tiny[16];
+    memset(tiny, 'x', sizeof tiny);
+    cr_expect_eq(fpay_cpu_report(tiny, 10), FPAY_OK);
+    cr_expect_eq(strlen(tiny), 9);
+    cr_expect_eq(tiny[10], 'x');
+    cr_expect_eq(fpay_cpu_report(NULL, 10), FPAY_INVALID_ARGUMENT);
+    cr_expect_eq(fpay_cpu_report(tiny, 0), FPAY_INVALID_ARGUMENT);
+}
+
 /* A forced ISA the CPU (or build) lacks is a clear session error. */
 Test(simd_kernels, forced_isa_unavailable_fails_session)
 {

@@ -15,7 +15,6 @@
 #include "selftest.h"      /* selftest */
 #include "service_commands.h" /* keygen, enroll, verify, ... (checkout) */
 #include "server/serve.h"   /* serve: the HTTP service */
-#include "fpay_simd.h"     /* `facepay cpuinfo`: detection and kernel tables */
 
 #include <errno.h>
 #include <stdarg.h>
@@ -391,51 +390,18 @@ static int cmd_backends(int argc, char **argv)
 }
 
 /* `facepay cpuinfo`: what detection found and which kernel each family
- * uses on the chosen ISA ("reference" where none applies). */
+ * uses on the chosen ISA ("reference" where none applies), as the library
+ * reports it. */
 static int cmd_cpuinfo(int argc, char **argv)
 {
     (void)argv;
     if (argc != 0)
         return fpay_cli_die(EXIT_USAGE, "cpuinfo takes no arguments");
-    const fpay_cpu_features *f = fpay_cpu_features_get();
-    printf("detected:  %s (OS saves YMM: %s, ZMM/opmask: %s)\n", f->summary,
-           f->os_ymm ? "yes" : "no", f->os_zmm ? "yes" : "no");
-    printf("supported:");
-    for (int i = 0; i < FPAY_ISA_COUNT_; i++)
-        if (fpay_isa_supported((fpay_isa)i))
-            printf(" %s", fpay_isa_name((fpay_isa)i));
-    printf("\n");
-    fpay_isa isa;
-    char err[256];
-    if (fpay_cpu_choose_isa(&isa, err, sizeof err) != 0)
-        return fpay_cli_die(1, "%s", err);
-    const char *env = getenv("FACEPAY_ISA");
-    printf("chosen:    %s (%s)\n", fpay_isa_name(isa),
-           env && *env ? "FACEPAY_ISA" : "best detected");
-    const fpay_gemm_ukernel *g = fpay_gemm_select(isa, 0);
-    const fpay_conv_ukernel *c = fpay_conv_select(isa);
-    const fpay_dwconv_ukernel *d1 = fpay_dwconv_select(isa, 3, 3, 1, 1);
-    const fpay_dwconv_ukernel *d2 = fpay_dwconv_select(isa, 3, 3, 2, 2);
-    const fpay_dwconv_ukernel *dg = fpay_dwconv_select(isa, 7, 7, 1, 1);
-    const fpay_pool_ukernel *mp = fpay_maxpool_select(isa);
-    const char *ref = "reference";
-    printf("kernels:\n");
-    /* GEMM tiles: per layer, the widest whose nr divides the channels. */
-    char tiles[256] = "";
-    for (int i = 0; i < fpay_gemm_ukernel_count; i++)
-        if (fpay_gemm_ukernels[i].isa == isa)
-            snprintf(tiles + strlen(tiles), sizeof tiles - strlen(tiles), "%s%s",
-                     tiles[0] ? ", " : "", fpay_gemm_ukernels[i].name);
-    printf("  conv 1x1 (GEMM)      %s\n", g ? tiles : ref);
-    printf("  fully connected      %s\n", g ? tiles : ref);
-    if (g)
-        printf("  (GEMM: per layer, the widest tile dividing its channels, else the least padding)\n");
-    printf("  conv KxK (direct)    %s\n", c ? c->name : ref);
-    printf("  dwconv 3x3 s1        %s\n", d1 ? d1->name : ref);
-    printf("  dwconv 3x3 s2        %s\n", d2 ? d2->name : ref);
-    printf("  dwconv other (7x7)   %s\n", dg ? dg->name : ref);
-    printf("  max pool             %s\n", mp ? mp->name : ref);
-    printf("  everything else      reference\n");
+    char report[4096];
+    fpay_status st = fpay_cpu_report(report, sizeof report);
+    fputs(report, stdout);
+    if (st != FPAY_OK)
+        return fpay_cli_die(1, "cpuinfo: %s", fpay_status_str(st));
     return 0;
 }
 

@@ -222,6 +222,16 @@ FPAY_API const char *fpay_session_backend(const fpay_session *session);
 FPAY_API const char *fpay_session_node_backend(const fpay_session *session,
                                                int index);
 
+/* ------------------------------------------------------------------- CPU */
+
+/* What the CPU backend found on this machine and will run, as text for an
+ * operator: lines "detected: ...", "supported: ref avx2 ...", "chosen: ISA
+ * (FACEPAY_ISA or best detected)", then the kernel of each family. Writes at
+ * most len bytes into buf, NUL-terminated (4096 is always enough).
+ * FPAY_INVALID_ARGUMENT for a NULL or empty buf, or when FACEPAY_ISA names an
+ * ISA this CPU or build lacks (the text then says why). */
+FPAY_API fpay_status fpay_cpu_report(char *buf, size_t len);
+
 /* ---------------------------------------------------------------- images */
 
 /* An 8-bit interleaved RGB image. pixels has height * stride bytes. */
