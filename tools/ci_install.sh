@@ -128,6 +128,17 @@ else
     "${term[@]}" --enroll "$work/enroll.nv21" "$phone"
 fi
 
+# A refused enrollment (the LFW crop: too blurry for the liveness model)
+# says so and exits non-zero, so that a bring-up script cannot miss it.
+refused=$work/refused.out
+if "$work/cmake-shared/terminal" --db "$db" --key-file "$key" --width "$pw" --height "$ph" \
+    --enroll "$work/pacino.nv21" 13700137000 >"$refused"; then
+    cat "$refused"
+    fail "a refused enrollment exited 0"
+fi
+cat "$refused"
+grep -q '^enrollment: REFUSED' "$refused" || fail "a refused enrollment did not say REFUSED"
+
 expect() { # expect DECISION TERMINAL [ARGS...]
     local want=$1 out
     shift
