@@ -45,6 +45,11 @@ fi
 # Two identical rows are never a regression.
 "$bench" compare --strict "$tmp/a.jsonl" "$tmp/a.jsonl" >/dev/null || fail "self-compare flagged"
 
+# Checkout rows name their kernel path, in the key as in the row.
+isa=$(sed -n 's/.*"suite":"checkout".*"isa":"\([a-z0-9]*\)".*/\1/p' "$tmp/a.jsonl" | head -n 1)
+[[ -n "$isa" ]] || fail "checkout row lacks its isa"
+grep -q "\"key\":\"checkout/[a-z]*/cpu/$isa/t1\"" "$tmp/a.jsonl" || fail "checkout key lacks the ISA $isa"
+grep -q "| ISA $isa |" "$tmp/a.out" || fail "checkout table header lacks the ISA"
 cat "$tmp/b.jsonl" >>"$tmp/a.jsonl"
 "$bench" plot --history "$tmp/a.jsonl" --out "$tmp/plots" >/dev/null || fail "plot"
 for svg in models-MobileFaceNet checkout-e2e checkout-stages; do
@@ -53,3 +58,26 @@ for svg in models-MobileFaceNet checkout-e2e checkout-stages; do
 done
 sed -n '/^stage/,/COLD verify/p' "$tmp/a.out"
 echo "bench_smoke: ok"
+# Rows of another kernel path (the same rows, "isa" changed) are refused,
+# loudly, and compared only with --allow-mixed.
+other=ref
+[[ $isa == ref ]] && other=avx2
+sed "s/\"isa\":\"[a-z0-9]*\"/\"isa\":\"$other\"/" "$tmp/b.jsonl" >"$tmp/mixed.jsonl"
+rc=0
+"$bench" compare "$tmp/a.jsonl" "$tmp/mixed.jsonl" >"$tmp/cmp-mixed.out" || rc=$?
+[[ $rc == 4 ]] || fail "compare across ISAs: exit $rc, want 4 (refused)"
+grep -q "REFUSED: ISA $isa (A) vs $other (B)" "$tmp/cmp-mixed.out" || fail "compare across ISAs did not say REFUSED"
+grep -q 'latency_ms' "$tmp/cmp-mixed.out" && fail "compare across ISAs compared latency anyway"
+"$bench" compare --allow-mixed "$tmp/a.jsonl" "$tmp/mixed.jsonl" >"$tmp/cmp-mixed.out" ||
+  fail "compare --allow-mixed"
+grep -q "e2e_ms .*MIXED: ISA $isa (A) vs $other (B)" "$tmp/cmp-mixed.out" ||
+  fail "compare --allow-mixed did not mark the checkout MIXED"
+# Old rows without an "isa" field (and old checkout keys without the ISA)
+# are still read and compared, marked as such.
+sed -e 's/"isa":"[a-z0-9]*",//' -e "s|\"key\":\"checkout/\([a-z]*\)/cpu/$isa/t1\"|\"key\":\"checkout/\1/cpu/t1\"|" \
+  "$tmp/b.jsonl" >"$tmp/old.jsonl"
+grep -q '"isa"' "$tmp/old.jsonl" && fail "could not make old rows"
+"$bench" compare "$tmp/old.jsonl" "$tmp/a.jsonl" >"$tmp/cmp-old.out" || fail "compare old rows"
+grep -q 'e2e_ms .*ISA not recorded on A' "$tmp/cmp-old.out" || fail "old checkout row not compared and marked"
+grep -q 'latency_ms .*ISA not recorded on A' "$tmp/cmp-old.out" || fail "old models rows not compared and marked"
+
