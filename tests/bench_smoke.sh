@@ -92,5 +92,10 @@ for svg in models-MobileFaceNet checkout-e2e checkout-stages; do
   [[ -s "$tmp/plots/$svg.svg" ]] || fail "$svg.svg not written"
   grep -q '</svg>' "$tmp/plots/$svg.svg" || fail "$svg.svg truncated"
 done
+# Axes named for what they show; checkout bars and lines name their ISA.
+grep -q 'p50 per stage, stacked (ms)' "$tmp/plots/checkout-stages.svg" || fail "stages plot: y axis unnamed"
+grep -q 'commit, backend, ISA, threads' "$tmp/plots/checkout-stages.svg" || fail "stages plot: x axis unnamed"
+grep -q "cpu $isa t1</text>" "$tmp/plots/checkout-stages.svg" || fail "stages plot: bar label lacks the ISA"
+grep -q 'p50 latency of one run (ms)' "$tmp/plots/models-MobileFaceNet.svg" || fail "models plot: y axis unnamed"
 sed -n '/^stage/,/COLD verify/p' "$tmp/a.out"
 echo "bench_smoke: ok"
