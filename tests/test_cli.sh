@@ -95,6 +95,15 @@ if grep -qE '^2-fold accuracy: [0-9.]+% \+- [0-9.]+%' "$tmp/out" &&
 else
     bad "eval View 2 accuracy ($(head -c 300 "$tmp/out"))"
 fi
+# The ROC's x axis starts at the smallest FAR the impostor pairs can
+# measure: 2 different pairs here, so 1/2, not a fixed 1e-4.
+expect_ok "eval --roc"            "ROC: " "$cli" eval --models "$models" --liveness off --pairs "$lfw/pairs_2folds.txt" --root "$lfw" --roc "$tmp/roc.svg"
+if grep -q '>1/2</text>' "$tmp/roc.svg" && grep -q 'impostor pairs accepted, of 2;' "$tmp/roc.svg" &&
+   ! grep -q '1e-[2-9]' "$tmp/roc.svg" && grep -q '</svg>' "$tmp/roc.svg"; then
+    ok "eval ROC axis from 1/impostor pairs"
+else
+    bad "eval ROC axis from 1/impostor pairs ($(grep -o '<text[^<]*</text>' "$tmp/roc.svg" 2>/dev/null | head -c 300))"
+fi
 expect_error "eval bad threshold" "--threshold"            "$cli" eval --threshold 2 --pairs "$lfw/pairs_2folds.txt" --root "$lfw"
 
 echo "$pass passed, $fail failed"
