@@ -219,9 +219,8 @@ int fpay_bench_suite_server(const fpay_bench_opts *o)
 {
     char lbuf[4096], fbuf[4096];
     const char *load = o->load_client ? o->load_client : getenv("FPAY_LOAD_CLIENT");
+    /* Built next to facepay (build/tools/), and so installed. */
     if (!executable(load))
-        load = sibling("../tools/server/facepay-load", lbuf, sizeof lbuf);
-    if (!load)
         load = sibling("../tools/facepay-load", lbuf, sizeof lbuf);
     const char *cli = o->facepay_cli ? o->facepay_cli : sibling("../tools/facepay", fbuf, sizeof fbuf);
     if (!load || !cli) {
