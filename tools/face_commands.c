@@ -362,6 +362,22 @@ static void draw_text(fpay_image *im, int x, int y, int s, const char *text, con
     }
 }
 
+/* 8-bit RGB pixels to a PNG file; 0, or the exit code after saying why. */
+static int write_png_rgb(const char *path, const uint8_t *pixels, int width, int height,
+                         int stride)
+{
+    png_image png;
+    memset(&png, 0, sizeof png);
+    png.version = PNG_IMAGE_VERSION;
+    png.width = (png_uint_32)width;
+    png.height = (png_uint_32)height;
+    png.format = PNG_FORMAT_RGB;
+    if (!png_image_write_to_file(&png, path, 0, pixels, stride, NULL))
+        return fpay_cli_die(1, "%s: cannot write PNG (%s)", path, png.message);
+    png_image_free(&png);
+    return 0;
+}
+
 static int write_annotated(const char *path, const fpay_image *img, const fpay_capture *c)
 {
     fpay_image im = *img;
@@ -413,18 +429,9 @@ static int write_annotated(const char *path, const fpay_image *img, const fpay_c
             tx = ts;
         draw_text(&im, tx, ty, ts, label, i == c->payer ? yellow : red);
     }
-    png_image png;
-    memset(&png, 0, sizeof png);
-    png.version = PNG_IMAGE_VERSION;
-    png.width = (png_uint_32)im.width;
-    png.height = (png_uint_32)im.height;
-    png.format = PNG_FORMAT_RGB;
-    int ok = png_image_write_to_file(&png, path, 0, im.pixels, im.stride, NULL);
+    int rc = write_png_rgb(path, im.pixels, im.width, im.height, im.stride);
     free(im.pixels);
-    if (!ok)
-        return fpay_cli_die(1, "%s: cannot write PNG (%s)", path, png.message);
-    png_image_free(&png);
-    return 0;
+    return rc;
 }
 
 /* ---------------------------------------------------------- detect */
@@ -616,17 +623,9 @@ int fpay_cmd_align(int argc, char **argv)
         goto out;
     }
     print_capture(o.args[0], c, 0);
-    png_image png;
-    memset(&png, 0, sizeof png);
-    png.version = PNG_IMAGE_VERSION;
-    png.width = FPAY_ALIGNED_SIDE;
-    png.height = FPAY_ALIGNED_SIDE;
-    png.format = PNG_FORMAT_RGB;
-    if (!png_image_write_to_file(&png, o.args[1], 0, c->aligned, FPAY_ALIGNED_SIDE * 3, NULL)) {
-        rc = fpay_cli_die(1, "%s: cannot write PNG (%s)", o.args[1], png.message);
+    if ((rc = write_png_rgb(o.args[1], c->aligned, FPAY_ALIGNED_SIDE, FPAY_ALIGNED_SIDE,
+                            FPAY_ALIGNED_SIDE * 3)))
         goto out;
-    }
-    png_image_free(&png);
     printf("aligned:    %s (%dx%d RGB, payer's five landmarks on the template)\n", o.args[1],
            FPAY_ALIGNED_SIDE, FPAY_ALIGNED_SIDE);
 out:
