@@ -142,6 +142,62 @@ Test(session, arena_reuses_memory)
     fpay_model_free(m);
 }
 
+/* Runs s `runs` times on the input set once, and checks every output of
+ * every run is bit for bit the first run's. */
+static void same_bits_every_run(fpay_session *s, const char *what, int runs)
+{
+    int n_out = fpay_session_output_count(s);
+    float *first[8] = {0};
+    size_t count[8] = {0};
+    cr_assert_leq(n_out, 8);
+    for (int r = 0; r < runs; r++) {
+        cr_assert_eq(fpay_session_run(s), FPAY_OK, "%s: %s", what, fpay_session_errmsg(s));
+        for (int k = 0; k < n_out; k++) {
+            const float *y;
+            size_t n;
+            cr_assert_eq(fpay_session_output(s, k, &y, &n), FPAY_OK);
+            if (r == 0) {
+                first[k] = malloc(n * sizeof(float));
+                memcpy(first[k], y, n * sizeof(float));
+                count[k] = n;
+                continue;
+            }
+            cr_assert_eq(n, count[k]);
+            cr_assert_eq(memcmp(y, first[k], n * sizeof(float)), 0,
+                         "%s: output %d of run %d differs from run 1: the input was "
+                         "overwritten", what, k, r + 1);
+        }
+    }
+    for (int k = 0; k < n_out; k++)
+        free(first[k]);
+}
+
+/* The input is set once and belongs to the caller: the engine must not
+ * hand its memory to a later tensor, so every run computes on it. */
+Test(session, running_again_keeps_the_input)
+{
+    static const char *const models[] = {"MobileFaceNet.tflite", "pnet.tflite", "rnet.tflite",
+                                         "onet.tflite", "FaceAntiSpoofing.tflite"};
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+        fpay_model *m = load(models[i]);
+        fpay_session *s = session(m, "cpu");
+        if (strstr(models[i], "pnet")) { /* declared 1280x960: a pyramid level will do */
+            int64_t dims[4] = {1, 160, 120, 3};
+            cr_assert_eq(fpay_session_set_input_shape(s, 0, 4, dims), FPAY_OK);
+        }
+        for (int k = 0; k < fpay_session_input_count(s); k++) {
+            fpay_tensor_info in;
+            cr_assert_eq(fpay_session_input_info(s, k, &in), FPAY_OK);
+            float *x = random_input(in.count, 100 + i);
+            cr_assert_eq(fpay_session_set_input(s, k, x, in.count), FPAY_OK);
+            free(x);
+        }
+        same_bits_every_run(s, models[i], 4);
+        fpay_session_free(s);
+        fpay_model_free(m);
+    }
+}
+
 Test(session, bad_models_give_clean_errors)
 {
     char err[256] = "";

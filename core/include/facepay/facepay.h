@@ -198,7 +198,9 @@ FPAY_API fpay_status fpay_session_output_info(const fpay_session *session,
                                               int index, fpay_tensor_info *info);
 
 /* Copies count float32 values into input `index`; count must equal the
- * input's element count exactly. data is borrowed. */
+ * input's element count exactly. data is borrowed. The session never writes
+ * to an input: it keeps the values for every later run until they are set
+ * again. */
 FPAY_API fpay_status fpay_session_set_input(fpay_session *session, int index,
                                             const float *data, size_t count);
 
