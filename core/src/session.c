@@ -95,8 +95,9 @@ static fpay_plan *plans_evict(fpay_session *s, fpay_plan *keep)
     }
 }
 
-/* Partition, arena and backend preparation for the graph's current shapes,
- * into p (zeroed). */
+/* Partition and arena for the graph's current shapes, into p (zeroed), and
+ * the CPU state extended to the nodes the partition gives the CPU (the
+ * chosen backend's own prepare is prepare_backend's). */
 static fpay_status plan_build(fpay_session *s, fpay_plan *p)
 {
     fpay_graph *g = &s->graph;
@@ -212,8 +213,9 @@ static fpay_status plan(fpay_session *s)
             return prepare_backend(s, s->cur);
         }
     leave_current(s);
-    /* Built in the spare slot, so a failure leaves the current plan as it
-     * was; eviction comes after. */
+    /* Built in the spare slot, so a failure leaves the current plan in the
+     * cache (a plugin's state, released above, is prepared again when the
+     * caller's shapes are restored); eviction comes after. */
     fpay_plan *p = &s->plans[s->n_plans];
     st = plan_build(s, p);
     if (st == FPAY_OK)
