@@ -8,12 +8,10 @@
 #define FACEPAY_GRAPH_H
 
 #include "facepay/backend.h"
+#include "status.h" /* fpay_set_err */
 
 #include <stdarg.h>
 
-/* Error reporting used all through the core: one line into a caller buffer. */
-void fpay_set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 void fpay_graph_init(fpay_graph *g);
 void fpay_graph_free(fpay_graph *g);

@@ -1,5 +1,6 @@
 /* status.c - status strings, versions, dtype helpers, error formatting. */
-#include "graph.h"
+#include "facepay/backend.h"
+#include "status.h"
 
 #include <stdio.h>
 

@@ -1,0 +1,17 @@
+/*
+ * status.h - the one-line error message that every fallible call of the
+ * library writes into its caller's buffer (status.c). Its own header so
+ * that code outside the graph IR (the service, the face pipeline) can
+ * report errors without including the IR.
+ */
+#ifndef FACEPAY_STATUS_H
+#define FACEPAY_STATUS_H
+
+#include <stddef.h>
+
+/* Writes the message into err (err_len bytes, NUL-terminated, cut if
+ * longer); err may be NULL. */
+void fpay_set_err(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif
