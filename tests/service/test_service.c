@@ -71,6 +71,44 @@ Test(service, enroll_then_verify_with_liveness)
     fpay_service_close(svc);
 }
 
+/* A liveness refusal tells the terminal what to ask for: SPOOF (present
+ * your own face) apart from CAPTURE_UNSURE (hold still), never a score.
+ * The LFW photo is too small for the liveness model (unsure); a threshold
+ * below every score makes the live photo a spoof. */
+Test(service, liveness_refusals_say_spoof_or_capture_unsure)
+{
+    fpay_service *svc = svc_open(&env, env.key, 1, 1, 0);
+    fpay_service_result r = svc_enroll(svc, "+8613800138000", "faces/obama.jpg");
+    assert_decision(&r, FPAY_APPROVE, FPAY_REASON_NONE);
+    r = svc_verify(svc, "+8613800138000", "faces/Al_Pacino_0002.jpg");
+    assert_decision(&r, FPAY_DECLINE, FPAY_REASON_CAPTURE_UNSURE);
+    cr_expect_str_eq(r.message, fpay_reason_str(FPAY_REASON_CAPTURE_UNSURE));
+    fpay_service_close(svc);
+
+    fpay_service_config cfg;
+    fpay_service_config_init(&cfg);
+    cfg.db_path = env.db;
+    cfg.key_file = env.key;
+    char models[4096];
+    snprintf(models, sizeof models, "%s", fpay_test_model_path("pnet.tflite"));
+    *strrchr(models, '/') = '\0';
+    cfg.pipeline.models_dir = models;
+    cfg.pipeline.liveness = 1;
+    cfg.pipeline.liveness_threshold = 1e-9f;
+    cfg.default_country_code = "86";
+    char err[512] = "";
+    cr_assert_eq(fpay_service_open(&cfg, &svc, err, sizeof err), FPAY_OK, "%s", err);
+    r = svc_verify(svc, "+8613800138000", "faces/obama1.jpg");
+    assert_decision(&r, FPAY_DECLINE, FPAY_REASON_SPOOF);
+    cr_expect_str_eq(r.message, fpay_reason_str(FPAY_REASON_SPOOF));
+    cr_expect_null(strstr(r.message, "score"));
+    fpay_service_close(svc);
+    /* The operator's audit trail names each. */
+    cr_expect_eq(svc_sql_count(&env, "SELECT COUNT(*) FROM audit WHERE reason = 'SPOOF'"), 1);
+    cr_expect_eq(svc_sql_count(&env,
+                               "SELECT COUNT(*) FROM audit WHERE reason = 'CAPTURE_UNSURE'"), 1);
+}
+
 Test(service, enroll_then_verify_lfw)
 {
     fpay_service *svc = svc_open(&env, env.key, 0, 1, 0);

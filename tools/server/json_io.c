@@ -334,10 +334,12 @@ int srv_result_http_status(srv_route route, fpay_status st, const fpay_service_r
         return route == SRV_ROUTE_ENROLL ? 201 : 200;
     case FPAY_REASON_NO_MATCH:
     case FPAY_REASON_LIVENESS:
+    case FPAY_REASON_SPOOF:
         /* A verify reached its decision: declined. An enrollment that
          * declines enrolled nothing: the capture is refused. */
         return route == SRV_ROUTE_VERIFY ? 200 : 422;
     case FPAY_REASON_QUALITY:
+    case FPAY_REASON_CAPTURE_UNSURE:
     case FPAY_REASON_AMBIGUOUS_MULTIPLE_FACES:
     case FPAY_REASON_NO_FACE:
     case FPAY_REASON_BAD_IMAGE:

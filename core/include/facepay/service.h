@@ -56,7 +56,12 @@ typedef enum fpay_decision {
     FPAY_APPROVE = 1,
 } fpay_decision;
 
-/* Why a decision was taken. Stable codes, appended only. */
+/* Why a decision was taken. Stable codes, appended only. The text is what a
+ * terminal may show the customer (docs/service.md lists the prompts); none
+ * says a score. LIVENESS (2) is no longer returned: a liveness refusal is
+ * SPOOF (the model saw an attack: the customer must present their own
+ * face) or CAPTURE_UNSURE (the picture was too blurry for the model to
+ * decide: ask once more to hold still), so that a terminal can prompt. */
 #define FPAY_REASON_LIST(X)                                                   \
     X(NONE, 0, "approved")                                                    \
     X(NO_MATCH, 1, "face does not match the account")                         \
@@ -70,7 +75,9 @@ typedef enum fpay_decision {
     X(INVALID_ACCOUNT, 9, "invalid account number")                           \
     X(THROTTLED, 10, "too many failures: retry later")                        \
     X(DUPLICATE_CAPTURE, 11, "capture already used")                          \
-    X(INTERNAL_ERROR, 12, "internal error")
+    X(INTERNAL_ERROR, 12, "internal error")                                   \
+    X(SPOOF, 13, "please present your own face to the camera")                \
+    X(CAPTURE_UNSURE, 14, "please hold still and look at the camera")
 
 typedef enum fpay_reason {
 #define FPAY_REASON_ENUM_(name, code, text) FPAY_REASON_##name = code,

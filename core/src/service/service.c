@@ -318,8 +318,10 @@ static fpay_status run_capture(fpay_pipeline *p, const fpay_capture_source *src,
         *quality = cap->quality.reasons;
         break;
     case FPAY_FACE_SPOOF_SUSPECTED:
+        *reason = FPAY_REASON_SPOOF;
+        break;
     case FPAY_FACE_LIVENESS_UNSURE:
-        *reason = FPAY_REASON_LIVENESS;
+        *reason = FPAY_REASON_CAPTURE_UNSURE;
         break;
     default:
         *reason = FPAY_REASON_INTERNAL_ERROR;
@@ -877,8 +879,7 @@ static fpay_status verify_many(fpay_service *svc, int n, const fpay_request *req
         out->times.align = tm->align;
         out->times.liveness = tm->liveness;
         /* A spoof is an attack on this account: it counts as a failure. */
-        if (v->st == FPAY_OK && v->reason == FPAY_REASON_LIVENESS &&
-            cap->result == FPAY_FACE_SPOOF_SUSPECTED)
+        if (v->st == FPAY_OK && v->reason == FPAY_REASON_SPOOF)
             v->counts = 1;
         if (v->st == FPAY_OK && v->reason == FPAY_REASON_NONE) {
             memcpy(crops + (size_t)nemb * CROP_BYTES, cap->aligned, CROP_BYTES);
