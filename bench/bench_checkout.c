@@ -11,7 +11,7 @@
  * to end time is CLOCK_MONOTONIC around fpay_service_verify, so what no
  * stage accounts for (decision, audit log write) shows as "other".
  *
- * Without the service (the library before issue 7): the same flow through
+ * Without the service (a library built without it): the same flow through
  * the pipeline (facepay/pipeline.h), with a match stage of our own (cosine
  * against the enrolled embedding and the threshold).
  *

@@ -1,7 +1,7 @@
 /*
  * bench_server.c - the `server` suite: loopback HTTP with N terminals.
  *
- * Starts `facepay serve --port 0` (the HTTP service, issue 7) on a temp
+ * Starts `facepay serve --port 0` (the HTTP service) on a temp
  * store and key, reads the port it bound from its output, and runs the load
  * client `facepay-load --url URL --terminals N --duration S --json`
  * against it. The load client's JSON (one object) becomes the row: its
@@ -225,7 +225,7 @@ int fpay_bench_suite_server(const fpay_bench_opts *o)
     const char *cli = o->facepay_cli ? o->facepay_cli : sibling("../tools/facepay", fbuf, sizeof fbuf);
     if (!load || !cli) {
         printf("# server: SKIPPED: %s not found (built from tools/server/ with the service, "
-               "issue 7; or give --load-client PATH --facepay PATH)\n",
+               "or give --load-client PATH --facepay PATH)\n",
                !load ? "the load client facepay-load" : "the facepay CLI");
         return 0;
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ci_arm64.sh - the NEON path's correctness check (issue 3): cross-builds
+# ci_arm64.sh - the NEON path's correctness check: cross-builds
 # facepay for aarch64 with aarch64-linux-gnu-gcc (cmake/aarch64-linux-gnu.cmake,
 # arm64 libraries from Debian multiarch: tools/packages-arm64.txt) into
 # build-arm64 and runs ctest there; ctest runs the tests through
@@ -54,7 +54,7 @@ t2=$(date +%s)
 ctest --test-dir "$build" --output-on-failure -V
 t3=$(date +%s)
 
-# ---- What a terminal maker ships on an arm64 board (issue 9): the installed
+# ---- What a terminal maker ships on an arm64 board: the installed
 # library, the CLI and the terminal example (docs/examples/terminal) built
 # against the installed arm64 package (CMake shared, make+pkg-config
 # static), all run under qemu.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ci_install.sh - what a terminal maker gets (issue 9): `cmake --install` of
+# ci_install.sh - what a terminal maker gets: `cmake --install` of
 # a built tree into a fresh temporary prefix, a check of the installed
 # layout, then the terminal example (docs/examples/terminal) built against
 # that prefix only - with CMake (find_package(facepay), shared and static)

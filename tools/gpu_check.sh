@@ -1,6 +1,6 @@
 #!/bin/bash
-# gpu_check.sh - the one prepared check of the Vulkan backend on a real GPU
-# (issue 5, point 7), for a session that is lent a machine by the `device`
+# gpu_check.sh - the one prepared check of the Vulkan backend on a real GPU,
+# for a session that is lent a machine by the `device`
 # tool (an NVIDIA H100/H200 image with CUDA, CMake and ninja, but without
 # this project's -dev packages, glslc or a Vulkan loader, and no network).
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_exports.sh - the shared library exports the public API and nothing
-# else (issue 9). The API is what the public headers declare with FPAY_API
+# else. The API is what the public headers declare with FPAY_API
 # (core/include/facepay/*.h); the library is built with -fvisibility=hidden,
 # so anything else that shows up in `nm -D --defined-only` is a leak (an
 # internal symbol becoming ABI by accident), and a declared function that

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_help.sh - every command (and subcommand) that `facepay --help` lists
 # answers `facepay CMD [SUB] --help` with exit 0 and a non-empty text on
-# stdout (issue 9). A command line of the listing is an indented lowercase
+# stdout. A command line of the listing is an indented lowercase
 # word ("  embed [OPTS] IMAGE"); lowercase words right after it are
 # subcommands ("  audit verify", "  terminal add ID").
 #

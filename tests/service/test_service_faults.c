@@ -1,6 +1,6 @@
 /*
  * test_service_faults.c - fault injection under the checkout service
- * (issue 7): fail SQLite's Nth I/O call or Nth allocation during a verify
+ * fail SQLite's Nth I/O call or Nth allocation during a verify
  * or an enroll, for N = 1, 2, ... until the call no longer meets the fault,
  * and check after every run that
  *   - no store failure ever turns into APPROVE: a call during which any

@@ -291,7 +291,7 @@ FPAY_API const fpay_backend_iface *fpay_backend_find(const char *name);
 FPAY_API fpay_status fpay_backend_register(const fpay_backend_iface *iface,
                                            char *err, size_t err_len);
 
-/* ------------------------------------------------- plugin loading (issue 4)
+/* --------------------------------------------------------- plugin loading
  *
  * Backend plugins are shared libraries named libfacepay-backend-<name>.so
  * that export FPAY_BACKEND_ENTRY_SYMBOL. They are loaded once per process
