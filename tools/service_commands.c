@@ -222,9 +222,8 @@ static int parse(const char *cmd, int argc, char **argv, sopts *o, int want_acco
             o->liveness = !strcmp(v, "on");
         } else if (!strcmp(a, "--threshold")) {
             double t;
-            if (parse_double(v, -1.0, 1.0, &t) || t == 0.0)
-                return fpay_cli_die(EXIT_USAGE, "--threshold wants a cosine in [-1, 1], not 0, got '%s'",
-                           v);
+            if (parse_double(v, 0.0, 1.0, &t) || !(t > 0.0))
+                return fpay_cli_die(EXIT_USAGE, "--threshold wants a cosine in (0, 1], got '%s'", v);
             o->threshold = (float)t;
         } else if (want_account && (!strcmp(a, "--phone") || !strcmp(a, "--id"))) {
             if (o->phone || o->id)

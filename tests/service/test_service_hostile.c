@@ -12,6 +12,7 @@
 #include "test_service_util.h"
 #include "test_util.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -314,6 +315,51 @@ Test(hostile, wrong_master_key)
     cr_assert_neq(fpay_service_open(NULL, &none, err, sizeof err), FPAY_OK);
     cfg.struct_size = 3;
     cr_assert_neq(fpay_service_open(&cfg, &none, err, sizeof err), FPAY_OK);
+}
+
+/* A cosine threshold at or below 0 approves strangers (-1 approves anyone):
+ * an explicit one outside (0, 1] is refused at open, and so is a stored
+ * calibration outside it (someone with write access to the file). */
+Test(hostile, threshold_outside_0_1_refused)
+{
+    const float bad[] = {-1.0f, -0.25f, -1e-9f, 1.0001f, 2.0f, NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        fpay_service *svc = NULL;
+        char err[512] = "";
+        cr_expect_eq(svc_try_open(&env, bad[i], &svc, err, sizeof err), FPAY_INVALID_ARGUMENT,
+                     "threshold %g was accepted", (double)bad[i]);
+        cr_expect_null(svc);
+        cr_expect_not_null(strstr(err, "(0, 1]"), "threshold %g: '%s'", (double)bad[i], err);
+        fpay_service_close(svc);
+    }
+    /* The edges: 1 is allowed, 0 means the calibrated one. */
+    fpay_service *svc = svc_open(&env, env.key, 0, 1, 1.0f);
+    fpay_service_close(svc);
+    svc = svc_open(&env, env.key, 0, 1, 0.0f);
+    float t;
+    double fmr;
+    fpay_service_threshold(svc, &t, &fmr);
+    cr_expect_float_eq(t, FPAY_DEFAULT_THRESHOLD, 1e-6);
+    fpay_service_result r = svc_enroll(svc, "+8613800000041", PACINO_A);
+    cr_assert_eq(r.decision, FPAY_APPROVE);
+    fpay_service_close(svc);
+
+    /* A calibration of this model (its sha from the enrolled row) stored
+     * with threshold -1. */
+    svc_sql(&env, "INSERT OR REPLACE INTO settings (name, value) VALUES ('threshold', '-1'),"
+                  " ('threshold_fmr', '0.0001');"
+                  "INSERT OR REPLACE INTO settings (name, value)"
+                  " SELECT 'threshold_model_sha256', model_sha256 FROM accounts;");
+    char err[512] = "";
+    svc = NULL;
+    cr_expect_eq(svc_try_open(&env, 0.0f, &svc, err, sizeof err), FPAY_INVALID_ARGUMENT,
+                 "a stored threshold of -1 was used");
+    cr_expect_null(svc);
+    cr_expect_not_null(strstr(err, "(0, 1]"), "'%s'", err);
+    fpay_service_close(svc);
+    /* An explicit threshold still opens it (it does not read the setting). */
+    svc = svc_open(&env, env.key, 0, 1, 0.5f);
+    fpay_service_close(svc);
 }
 
 Test(hostile, re_enroll_required)

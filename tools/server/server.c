@@ -230,8 +230,8 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         } else if (!strcmp(a, "--threshold")) {
             char *end;
             double t = strtod(v, &end);
-            if (end == v || *end || !(t >= -1 && t <= 1) || t == 0)
-                return die(EXIT_USAGE, "--threshold wants a cosine in [-1, 1], not 0, got '%s'", v);
+            if (end == v || *end || !(t > 0 && t <= 1))
+                return die(EXIT_USAGE, "--threshold wants a cosine in (0, 1], got '%s'", v);
             o->threshold = (float)t;
         } else if (!strcmp(a, "--listen")) {
             if (parse_listen(v, o))

@@ -130,7 +130,9 @@ typedef struct fpay_service_config {
     const char *default_country_code;  /* for phones without '+'; NULL = none
                                     (such numbers are refused) */
     float threshold;             /* 0 = the calibrated value stored in the
-                                    database, else the built-in default */
+                                    database, else the built-in default;
+                                    otherwise a cosine in (0, 1] (anything
+                                    else is refused at open) */
     int workers;                 /* face pipelines for concurrent calls: 0 = 1 */
     int enroll_max_captures;     /* 5 */
     /* Throttling (NIST SP 800-63B-4 style), counters kept in the store. */

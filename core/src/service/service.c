@@ -504,7 +504,7 @@ static fpay_status keywrap_store(fpay_service *svc, const fpay_keys *data,
     return svc->store->ops->setting_put(svc->store, name, hex, err, el);
 }
 
-static void load_threshold(fpay_service *svc)
+static fpay_status load_threshold(fpay_service *svc, char *err, size_t err_len)
 {
     svc->threshold = FPAY_DEFAULT_THRESHOLD;
     svc->fmr = FPAY_DEFAULT_THRESHOLD_FMR;
@@ -512,26 +512,32 @@ static void load_threshold(fpay_service *svc)
         /* An explicit threshold: its false-match rate is not known here. */
         svc->threshold = svc->cfg.threshold;
         svc->fmr = 0.0;
-        return;
+        return FPAY_OK;
     }
     char v[128], sha[128], fmr[128];
     const fpay_store_ops *o = svc->store->ops;
     if (o->setting_get(svc->store, SET_THRESHOLD, v, sizeof v, NULL, 0) != FPAY_OK ||
         o->setting_get(svc->store, SET_THRESHOLD_FMR, fmr, sizeof fmr, NULL, 0) != FPAY_OK ||
         o->setting_get(svc->store, SET_THRESHOLD_SHA, sha, sizeof sha, NULL, 0) != FPAY_OK)
-        return;
+        return FPAY_OK;
     /* A calibration of another model says nothing about this one. */
     if (strcmp(sha, svc->model_sha) != 0)
-        return;
+        return FPAY_OK;
     char *end;
+    /* The same rule as an explicit threshold: a stored one at or below 0
+     * would approve strangers, so the service does not start on it. */
     float t = strtof(v, &end);
-    if (*end || !isfinite(t) || t <= -1.0f || t > 1.0f)
-        return;
+    if (*end || !(t > 0.0f && t <= 1.0f)) {
+        fpay_set_err(err, err_len, "service: the stored calibrated threshold is not a "
+                                   "cosine in (0, 1]: run calibrate again");
+        return FPAY_INVALID_ARGUMENT;
+    }
     double f = strtod(fmr, &end);
     if (*end || !isfinite(f) || f < 0 || f > 1)
-        return;
+        return FPAY_OK;
     svc->threshold = t;
     svc->fmr = f;
+    return FPAY_OK;
 }
 
 fpay_status fpay_service_open(const fpay_service_config *cfg, fpay_service **out,
@@ -548,10 +554,18 @@ fpay_status fpay_service_open(const fpay_service_config *cfg, fpay_service **out
         return FPAY_INVALID_ARGUMENT;
     }
     if (cfg->workers < 0 || cfg->workers > 256 || cfg->enroll_max_captures < 0 ||
-        cfg->enroll_max_captures > 64 || !isfinite(cfg->threshold) ||
-        cfg->threshold < -1.0f || cfg->threshold > 1.0f) {
-        fpay_set_err(err, err_len, "service: workers 0..256, enroll_max_captures "
-                                   "0..64 and threshold -1..1 please");
+        cfg->enroll_max_captures > 64) {
+        fpay_set_err(err, err_len, "service: workers 0..256 and enroll_max_captures "
+                                   "0..64 please");
+        return FPAY_INVALID_ARGUMENT;
+    }
+    /* A cosine threshold at or below 0 approves faces of strangers (two
+     * unrelated faces often score above 0, and -1 approves anyone): 0 means
+     * "the calibrated one", anything else must be in (0, 1]. */
+    if (!(cfg->threshold == 0.0f || (cfg->threshold > 0.0f && cfg->threshold <= 1.0f))) {
+        fpay_set_err(err, err_len, "service: threshold %g refused: a cosine in (0, 1] "
+                                   "please, or 0 for the calibrated one",
+                     (double)cfg->threshold);
         return FPAY_INVALID_ARGUMENT;
     }
     if (sodium_init() < 0) {
@@ -628,7 +642,9 @@ fpay_status fpay_service_open(const fpay_service_config *cfg, fpay_service **out
     st = seal_decoy(svc, err, err_len);
     if (st != FPAY_OK)
         goto fail;
-    load_threshold(svc);
+    st = load_threshold(svc, err, err_len);
+    if (st != FPAY_OK)
+        goto fail;
     *out = svc;
     return FPAY_OK;
 fail:
