@@ -298,9 +298,13 @@ static int open_service(const sopts *o, fpay_service **svc)
 
 static int read_image(const char *path, void **data, size_t *size)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return fpay_cli_die(EXIT_ERROR, "%s: %s", path, strerror(errno));
+    /* A FIFO or a device is refused, not read: one without a writer would
+     * hang the command for ever. */
+    FILE *f;
+    int oe = fpay_open_regular(path, &f);
+    if (oe)
+        return fpay_cli_die(EXIT_ERROR, "%s: %s", path,
+                            oe < 0 ? "not a regular file" : strerror(oe));
     size_t cap = 1 << 16, n = 0;
     unsigned char *buf = malloc(cap);
     while (buf) {
