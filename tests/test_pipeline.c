@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *models_dir(void)
 {
@@ -733,4 +734,52 @@ Test(pipeline, bad_config_is_refused)
     cr_expect_neq(fpay_pipeline_create(&c, &p, err, sizeof err), FPAY_OK);
     cr_expect(strstr(err, "pnet.tflite") != NULL, "%s", err);
     fpay_pipeline_free(NULL);
+}
+
+/* Every model of the pipeline is pinned by sha256 (tools/models.sha256,
+ * compiled in): one changed byte in any of the five files and the pipeline
+ * is not created, with a message naming the file. */
+Test(pipeline, models_are_pinned, .timeout = 120)
+{
+    static const char *const files[] = {"pnet.tflite", "rnet.tflite", "onet.tflite",
+                                        "MobileFaceNet.tflite", "FaceAntiSpoofing.tflite"};
+    const size_t n = sizeof files / sizeof files[0];
+    char dir[] = "/tmp/fpay-pins-XXXXXX", path[600];
+    cr_assert_not_null(mkdtemp(dir));
+    for (size_t bad = 0; bad <= n; bad++) { /* bad == n: none modified */
+        for (size_t i = 0; i < n; i++) {
+            snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+            size_t size = 0;
+            uint8_t *data = fpay_test_read_file(fpay_test_model_path(files[i]), &size);
+            cr_assert_not_null(data, "read %s", files[i]);
+            if (i == bad)
+                data[size / 2] ^= 0x5a; /* in the weights: the file still parses */
+            FILE *f = fopen(path, "wb");
+            cr_assert_not_null(f);
+            cr_assert_eq(fwrite(data, 1, size, f), size);
+            fclose(f);
+            free(data);
+        }
+        fpay_pipeline_config cfg;
+        fpay_pipeline_config_init(&cfg, FPAY_CAMERA_DEFAULT);
+        cfg.models_dir = dir;
+        cfg.liveness = 1;
+        fpay_pipeline *p = NULL;
+        char err[512] = "";
+        fpay_status st = fpay_pipeline_create(&cfg, &p, err, sizeof err);
+        if (bad == n) {
+            cr_expect_eq(st, FPAY_OK, "unmodified copies: %s", err);
+        } else {
+            cr_expect_eq(st, FPAY_MODEL_MALFORMED, "modified %s: %s", files[bad], err);
+            cr_expect_null(p);
+            cr_expect_not_null(strstr(err, files[bad]), "%s: '%s'", files[bad], err);
+            cr_expect_not_null(strstr(err, "pinned"), "%s: '%s'", files[bad], err);
+        }
+        fpay_pipeline_free(p);
+    }
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
 }
