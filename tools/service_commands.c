@@ -408,6 +408,9 @@ static int cmd_enroll_or_verify(int verify, int argc, char **argv)
                    (double)r.threshold, r.fmr,
                    r.account_hash_prefix[0] ? r.account_hash_prefix : "-",
                    verify ? "" : "");
+        if (r.operator_reason != r.reason)
+            printf("operator: reason %s (a terminal is told %s)\n",
+                   fpay_reason_name(r.operator_reason), fpay_reason_name(r.reason));
         if (!verify && r.decision == FPAY_APPROVE)
             printf("captures used: %d\n", r.captures_used);
         rc = exit_of(&r);

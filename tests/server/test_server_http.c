@@ -56,12 +56,21 @@ static void fake_one(const fpay_request *req, const fpay_capture_source *cap,
     } else if (n == 4 && !memcmp(img, "LOCK", 4)) {
         out->reason = FPAY_REASON_LOCKED;
         out->retry_after_s = 30;
+    } else if (n == 5 && !memcmp(img, "STALE", 5)) {
+        /* A template of another model, as a service that tells it. */
+        out->reason = FPAY_REASON_RE_ENROLL_REQUIRED;
+    } else if (n == 6 && !memcmp(img, "STALE2", 6)) {
+        /* The same, as fpay_service answers it: operator reason only. */
+        out->reason = FPAY_REASON_NO_MATCH;
+        out->operator_reason = FPAY_REASON_RE_ENROLL_REQUIRED;
     } else if (n == 4 && !memcmp(img, "QUAL", 4)) {
         out->reason = FPAY_REASON_QUALITY;
         out->quality_reasons = FPAY_QUALITY_TOO_SMALL | FPAY_QUALITY_BLURRED;
     } else {
         out->reason = FPAY_REASON_NO_MATCH;
     }
+    if (out->operator_reason == FPAY_REASON_NONE)
+        out->operator_reason = out->reason;
     snprintf(out->message, sizeof out->message, "%s", srv_reason_text(out->reason));
 }
 
@@ -1005,4 +1014,39 @@ Test(limits, body_memory_budget, .init = start_budget, .fini = stop_limits, .tim
     cr_expect_eq(raw_read(d, out, sizeof out, 0.5), -1, "refused after a release: %s", out);
     close(d);
     close(b);
+}
+
+static srv_http_response verify_answer(const char *image)
+{
+    char nonce[32];
+    get_nonce(AUTH1, nonce);
+    char *body = verify_json(PHONE, image, nonce);
+    srv_http_response r = req("POST", "/v1/verify", AUTH1, "application/json", body);
+    free(body);
+    return r;
+}
+
+/* A template of another model (RE_ENROLL_REQUIRED) would tell a terminal
+ * that the number is enrolled: it gets the answer of a number that is not,
+ * status and body byte for byte, while the operator log and the metrics
+ * keep RE_ENROLL_REQUIRED. */
+Test(http, re_enroll_required_answers_like_no_match)
+{
+    srv_http_response none = verify_answer("FACE-someone-else");
+    cr_assert_eq(none.status, 200);
+    const char *stale_images[] = {"STALE", "STALE2"};
+    for (int i = 0; i < 2; i++) {
+        srv_http_response r = verify_answer(stale_images[i]);
+        cr_expect_eq(r.status, none.status, "%s: %d %s", stale_images[i], r.status, r.body);
+        cr_expect_str_eq(r.body, none.body, "%s", stale_images[i]);
+        cr_expect_str_eq(r.retry_after, none.retry_after);
+        srv_http_response_free(&r);
+    }
+    srv_http_response_free(&none);
+    srv_http_response m = req("GET", "/metrics", NULL, NULL, NULL);
+    const char *line = strstr(m.body, "facepay_decisions_total{route=\"verify\",decision=\"DECLINE\","
+                                      "reason=\"RE_ENROLL_REQUIRED\"}");
+    cr_assert_not_null(line);
+    cr_expect(!strncmp(strchr(line, '}'), "} 2\n", 4), "%.120s", line);
+    srv_http_response_free(&m);
 }

@@ -362,7 +362,50 @@ Test(hostile, threshold_outside_0_1_refused)
     fpay_service_close(svc);
 }
 
-Test(hostile, re_enroll_required)
+static int same_public(const fpay_service_result *a, const fpay_service_result *b)
+{
+    return a->decision == b->decision && a->reason == b->reason &&
+           a->quality_reasons == b->quality_reasons && a->retry_after_s == b->retry_after_s &&
+           memcmp(a->message, b->message, sizeof a->message) == 0;
+}
+
+/* After a model change an enrolled number cannot be compared: the operator
+ * learns RE_ENROLL_REQUIRED (operator_reason, the audit record), the
+ * terminal gets exactly the answer of a number nobody enrolled, with the
+ * same work (one open, one compare) and the same throttling. */
+static void stale_answers_like_unknown(const char *stale_acct, const char *unknown_acct)
+{
+    fpay_service *svc = svc_open(&env, env.key, 0, 1, 0);
+    fpay_service_counts c0, c1, c2;
+    fpay_service_counts_get(svc, &c0);
+    fpay_service_result stale = svc_verify(svc, stale_acct, PACINO_B);
+    fpay_service_counts_get(svc, &c1);
+    fpay_service_result unknown = svc_verify(svc, unknown_acct, PACINO_B);
+    fpay_service_counts_get(svc, &c2);
+    assert_decline(&stale, FPAY_REASON_NO_MATCH);
+    cr_expect_eq(stale.operator_reason, FPAY_REASON_RE_ENROLL_REQUIRED, "%s",
+                 fpay_reason_name(stale.operator_reason));
+    cr_expect_eq(unknown.operator_reason, FPAY_REASON_NO_MATCH);
+    cr_expect(same_public(&stale, &unknown), "stale: %s %s / unknown: %s %s",
+              fpay_reason_name(stale.reason), stale.message, fpay_reason_name(unknown.reason),
+              unknown.message);
+    cr_expect_eq(c1.template_opens - c0.template_opens, 1);
+    cr_expect_eq(c1.compares - c0.compares, 1);
+    cr_expect_eq(c2.template_opens - c1.template_opens, 1);
+    cr_expect_eq(c2.compares - c1.compares, 1);
+    int64_t now = 1700000000;
+    fpay_service_set_clock(svc, svc_fake_clock, &now);
+    for (int i = 0; i < 5; i++) {
+        stale = svc_verify(svc, stale_acct, PACINO_B);
+        unknown = svc_verify(svc, unknown_acct, PACINO_B);
+        cr_expect(same_public(&stale, &unknown), "attempt %d: %s / %s", i, stale.message,
+                  unknown.message);
+    }
+    cr_expect_eq(stale.reason, FPAY_REASON_THROTTLED, "%s", fpay_reason_name(stale.reason));
+    fpay_service_close(svc);
+}
+
+Test(hostile, re_enroll_required_answers_like_an_unknown_number)
 {
     fpay_service *svc = svc_open(&env, env.key, 0, 1, 0);
     fpay_service_result r = svc_enroll(svc, "+8613800000040", PACINO_A);
@@ -370,21 +413,23 @@ Test(hostile, re_enroll_required)
     fpay_service_close(svc);
     svc_sql(&env, "UPDATE accounts SET model_sha256 = "
                   "'0000000000000000000000000000000000000000000000000000000000000000';");
-    svc = svc_open(&env, env.key, 0, 1, 0);
-    r = svc_verify(svc, "+8613800000040", PACINO_B);
-    assert_decline(&r, FPAY_REASON_RE_ENROLL_REQUIRED);
+    stale_answers_like_unknown("+8613800000040", "+8613800000041");
+    cr_expect_geq(svc_sql_count(&env, "SELECT count(*) FROM audit WHERE op = 'verify' AND "
+                                      "reason = 'RE_ENROLL_REQUIRED'"),
+                  5, "the audit record tells the operator");
     /* Re-enrolling with a new photo fixes it. */
+    svc_sql(&env, "DELETE FROM counters;");
+    svc = svc_open(&env, env.key, 0, 1, 0);
     r = svc_enroll(svc, "+8613800000040", "faces/Tom_Cruise_0001.jpg");
     cr_assert_eq(r.decision, FPAY_APPROVE, "%s", fpay_reason_name(r.reason));
     r = svc_verify(svc, "+8613800000040", PACINO_B);
     assert_decline(&r, FPAY_REASON_NO_MATCH);
+    cr_expect_eq(r.operator_reason, FPAY_REASON_NO_MATCH);
     fpay_service_close(svc);
-    /* Another template version: also re-enroll. */
-    svc_sql(&env, "UPDATE accounts SET template_version = 99;");
-    svc = svc_open(&env, env.key, 0, 1, 0);
-    r = svc_verify(svc, "+8613800000040", PACINO_B);
-    assert_decline(&r, FPAY_REASON_RE_ENROLL_REQUIRED);
-    fpay_service_close(svc);
+    /* Another template version: the same. */
+    svc_sql(&env, "UPDATE accounts SET template_version = 99; DELETE FROM counters;"
+                  "DELETE FROM terminal_failures;");
+    stale_answers_like_unknown("+8613800000040", "+8613800000042");
 }
 
 Test(hostile, hostile_counter_rows)

@@ -308,15 +308,34 @@ static enum MHD_Result send_result(srv_server *s, struct MHD_Connection *c, req_
                                    const char *op, fpay_status st,
                                    const fpay_service_result *res)
 {
-    int http = srv_result_http_status(r->route, st, res);
     fpay_service_result shown = *res;
+    /* The operator's reason: RE_ENROLL_REQUIRED (a template of another
+     * model) is for the operator log and metrics; the terminal gets the
+     * answer of an unknown number, so it cannot tell an enrolled number
+     * from one that is not (the service already answers so; this holds
+     * for any service behind srv_service_ops). */
+    fpay_reason op_reason = res->operator_reason == FPAY_REASON_RE_ENROLL_REQUIRED
+                                ? FPAY_REASON_RE_ENROLL_REQUIRED
+                                : res->reason;
+    if (r->route == SRV_ROUTE_VERIFY && shown.reason == FPAY_REASON_RE_ENROLL_REQUIRED) {
+        shown.reason = FPAY_REASON_NO_MATCH;
+        shown.decision = FPAY_DECLINE;
+        shown.retry_after_s = 0;
+        shown.quality_reasons = 0;
+        snprintf(shown.message, sizeof shown.message, "%s",
+                 fpay_reason_str(FPAY_REASON_NO_MATCH));
+    }
+    int http = srv_result_http_status(r->route, st, &shown);
     if (http == 500) {
         /* Whatever went wrong inside, the terminal gets a plain refusal. */
         shown.decision = FPAY_DECLINE;
         shown.reason = FPAY_REASON_INTERNAL_ERROR;
         snprintf(shown.message, sizeof shown.message, "%s", "internal error: retry later");
     }
-    srv_metrics_decision(s->cfg.metrics, r->route, &shown);
+    fpay_service_result counted = shown;
+    if (http != 500)
+        counted.reason = op_reason;
+    srv_metrics_decision(s->cfg.metrics, r->route, &counted);
     const fpay_stage_times *t = &res->times;
     /* The operator line: never the account number, only its hash prefix. */
     log_line(s,
@@ -326,7 +345,8 @@ static enum MHD_Result send_result(srv_server *s, struct MHD_Connection *c, req_
              "match=%.1f",
              op, r->terminal, res->account_hash_prefix, http,
              shown.decision == FPAY_APPROVE ? "APPROVE" : "DECLINE",
-             srv_reason_name(shown.reason), (double)res->score, (double)res->threshold, res->fmr,
+             srv_reason_name(http != 500 ? op_reason : shown.reason), (double)res->score,
+             (double)res->threshold, res->fmr,
              res->captures_used, t->total, t->decode, t->detect, t->select, t->quality,
              t->align, t->liveness, t->embed, t->match);
     return send_body(s, c, r, http, "application/json", srv_result_json(&shown),

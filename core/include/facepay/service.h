@@ -108,6 +108,12 @@ typedef struct fpay_service_result {
     int captures_used;           /* enroll: captures that made the template */
     char account_hash_prefix[17];/* first 16 hex digits of the keyed hash */
     fpay_stage_times times;
+    fpay_reason operator_reason; /* the reason as the operator sees it: the
+                                    same as reason, except that a template
+                                    of another model or template version
+                                    is RE_ENROLL_REQUIRED here while the
+                                    terminal is told NO_MATCH (the answer
+                                    of an unknown number) */
 } fpay_service_result;
 
 /* --------------------------------------------------------------- service */

@@ -127,6 +127,7 @@ static void result_init(const fpay_service *svc, fpay_service_result *out)
     memset(out, 0, sizeof *out);
     out->decision = FPAY_DECLINE;
     out->reason = FPAY_REASON_INTERNAL_ERROR;
+    out->operator_reason = FPAY_REASON_INTERNAL_ERROR;
     out->score = -2.0f;
     out->threshold = svc ? svc->threshold : 0.0f;
     out->fmr = svc ? svc->fmr : 0.0;
@@ -149,6 +150,7 @@ static void finish(fpay_service_result *out, fpay_status st, fpay_reason reason,
     if (st != FPAY_OK && reason == FPAY_REASON_NONE)
         reason = FPAY_REASON_INTERNAL_ERROR;
     out->reason = reason;
+    out->operator_reason = reason;
     out->decision = decide(st, reason, matched);
     if (out->reason != FPAY_REASON_QUALITY)
         out->quality_reasons = 0;
@@ -699,6 +701,8 @@ typedef struct vstate {
     int needs_match;          /* capture good, embedding pending */
     int matched;
     int counts;               /* outcome updates the failure counters */
+    int stale;                /* the account's template is of another model
+                                 or version: compared with the decoy */
     uint8_t hash[FPAY_HASH_BYTES];
     double t0;
 } vstate;
@@ -726,6 +730,19 @@ static void match_one(fpay_service *svc, vstate *v, const float *emb,
         version = FPAY_TEMPLATE_VERSION;
         sha = svc->model_sha;
         st = FPAY_OK;
+    } else if (st == FPAY_OK && (strcmp(row.model_sha256, svc->model_sha) != 0 ||
+                                 row.template_version != FPAY_TEMPLATE_VERSION)) {
+        /* A template of another model cannot be compared: the account needs
+         * re-enrolling. The terminal must not learn that the number is
+         * enrolled, so this runs the unknown account's path (the decoy, the
+         * same counters) and answers NO_MATCH; RE_ENROLL_REQUIRED goes to
+         * the operator (operator_reason, the audit record). */
+        v->stale = 1;
+        hash = svc->decoy_hash;
+        blob = svc->decoy_blob;
+        blob_len = svc->decoy_len;
+        version = FPAY_TEMPLATE_VERSION;
+        sha = svc->model_sha;
     } else {
         blob = row.blob;
         blob_len = row.blob_len;
@@ -735,8 +752,6 @@ static void match_one(fpay_service *svc, vstate *v, const float *emb,
     if (st != FPAY_OK) {
         v->st = st;
         v->reason = FPAY_REASON_INTERNAL_ERROR;
-    } else if (strcmp(sha, svc->model_sha) != 0 || version != FPAY_TEMPLATE_VERSION) {
-        v->reason = FPAY_REASON_RE_ENROLL_REQUIRED;
     } else {
         float tmpl[FPAY_EMBED_DIM];
         atomic_fetch_add(&svc->template_opens, 1);
@@ -750,7 +765,7 @@ static void match_one(fpay_service *svc, vstate *v, const float *emb,
             atomic_fetch_add(&svc->compares, 1);
             float s = fpay_embedding_cosine(emb, tmpl, FPAY_EMBED_DIM);
             out->score = isfinite(s) ? s : -2.0f;
-            v->matched = isfinite(s) && s >= svc->threshold;
+            v->matched = !v->stale && isfinite(s) && s >= svc->threshold;
             v->reason = v->matched ? FPAY_REASON_NONE : FPAY_REASON_NO_MATCH;
             v->counts = 1;
         }
@@ -792,10 +807,18 @@ static void record_verify(fpay_service *svc, const fpay_request *req, vstate *v,
             v->reason = FPAY_REASON_INTERNAL_ERROR;
         }
     }
+    /* The record holds what the operator must know; the terminal gets the
+     * answer of an unknown number. */
+    int stale = v->stale && v->st == FPAY_OK && v->reason == FPAY_REASON_NO_MATCH;
+    if (stale)
+        v->reason = FPAY_REASON_RE_ENROLL_REQUIRED;
     commit_call(svc, terminal, "verify", out, &v->st, &v->reason, v->matched, v->t0, &b);
     if (locked)
         pthread_mutex_unlock(&svc->counters_mu);
-    finish(out, v->st, v->reason, v->matched);
+    stale = stale && v->reason == FPAY_REASON_RE_ENROLL_REQUIRED;
+    finish(out, v->st, stale ? FPAY_REASON_NO_MATCH : v->reason, v->matched);
+    if (stale)
+        out->operator_reason = FPAY_REASON_RE_ENROLL_REQUIRED;
 }
 
 /* Account and terminal throttling before any face work. */
