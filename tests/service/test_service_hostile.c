@@ -293,16 +293,46 @@ Test(hostile, swapped_rows)
     fpay_service_close(svc);
 }
 
+static long rows_written(void)
+{
+    return svc_sql_count(&env, "SELECT (SELECT count(*) FROM audit) * 1000000 +"
+                               " (SELECT count(*) FROM settings) * 1000 +"
+                               " (SELECT count(*) FROM counters)");
+}
+
+/* A wrong but valid master key: refused at open by the database's key check
+ * value, with a clear message and nothing written; a database made before
+ * check values is checked against its audit chain instead. */
 Test(hostile, wrong_master_key)
 {
     fpay_service *svc = svc_open(&env, env.key, 0, 1, 0);
     fpay_service_result r = svc_enroll(svc, "+8613800000030", PACINO_A);
     cr_assert_eq(r.decision, FPAY_APPROVE);
     fpay_service_close(svc);
-    svc = svc_open(&env, env.key2, 0, 1, 0);
+    long before = rows_written();
+    char e1[512] = "";
+    fpay_service *wrong = NULL;
+    cr_expect_eq(svc_try_open(&env, env.key2, 0, &wrong, e1, sizeof e1), FPAY_INVALID_ARGUMENT);
+    cr_expect_null(wrong);
+    fpay_service_close(wrong);
+    cr_expect_not_null(strstr(e1, "not the key of this database"), "'%s'", e1);
+    cr_expect_eq(rows_written(), before, "something was written under the wrong key");
+    /* Without the check value (a database from before them): the audit
+     * chain decides, and the right key gets the value back. */
+    svc_sql(&env, "DELETE FROM settings WHERE name = 'key_check';");
+    before = rows_written();
+    wrong = NULL;
+    cr_expect_eq(svc_try_open(&env, env.key2, 0, &wrong, e1, sizeof e1), FPAY_INVALID_ARGUMENT);
+    cr_expect_null(wrong);
+    fpay_service_close(wrong);
+    cr_expect_not_null(strstr(e1, "audit chain"), "'%s'", e1);
+    cr_expect_eq(rows_written(), before, "something was written under the wrong key");
+    svc = svc_open(&env, env.key, 0, 1, 0);
     r = svc_verify(svc, "+8613800000030", PACINO_B);
-    cr_assert_eq(r.decision, FPAY_DECLINE);
+    cr_expect_eq(r.decision, FPAY_APPROVE);
     fpay_service_close(svc);
+    cr_expect_eq(svc_sql_count(&env, "SELECT count(*) FROM settings WHERE name = 'key_check'"),
+                 1);
     /* No key at all, or an unreadable one: open fails, nothing runs. */
     fpay_service_config cfg;
     fpay_service_config_init(&cfg);
@@ -326,7 +356,7 @@ Test(hostile, threshold_outside_0_1_refused)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         fpay_service *svc = NULL;
         char err[512] = "";
-        cr_expect_eq(svc_try_open(&env, bad[i], &svc, err, sizeof err), FPAY_INVALID_ARGUMENT,
+        cr_expect_eq(svc_try_open(&env, env.key, bad[i], &svc, err, sizeof err), FPAY_INVALID_ARGUMENT,
                      "threshold %g was accepted", (double)bad[i]);
         cr_expect_null(svc);
         cr_expect_not_null(strstr(err, "(0, 1]"), "threshold %g: '%s'", (double)bad[i], err);
@@ -352,7 +382,7 @@ Test(hostile, threshold_outside_0_1_refused)
                   " SELECT 'threshold_model_sha256', model_sha256 FROM accounts;");
     char err[512] = "";
     svc = NULL;
-    cr_expect_eq(svc_try_open(&env, 0.0f, &svc, err, sizeof err), FPAY_INVALID_ARGUMENT,
+    cr_expect_eq(svc_try_open(&env, env.key, 0.0f, &svc, err, sizeof err), FPAY_INVALID_ARGUMENT,
                  "a stored threshold of -1 was used");
     cr_expect_null(svc);
     cr_expect_not_null(strstr(err, "(0, 1]"), "'%s'", err);

@@ -35,6 +35,9 @@
 #define SET_THRESHOLD_SHA "threshold_model_sha256"
 /* The long-lived data keys wrapped under a master key (see rotate_key). */
 #define SET_KEYWRAP_PREFIX "keywrap:"
+/* "<key_id>:<64 hex>": which master key this database belongs to. */
+#define SET_KEY_CHECK "key_check"
+#define KEY_CHECK_AD "facepay key check v1"
 
 #define TERMINAL_ID_MAX 63
 #define CROP_BYTES ((size_t)FPAY_ALIGNED_SIDE * FPAY_ALIGNED_SIDE * 3)
@@ -483,6 +486,72 @@ static fpay_status keywrap_load(fpay_service *svc, char *err, size_t el)
     return FPAY_OK;
 }
 
+/* The key check value of a master key: its name and a BLAKE2b MAC under its
+ * template_key (derived from the master key itself, never wrapped), so it
+ * names the key without revealing anything of it. */
+static void key_check_value(const fpay_keys *k, char out[17 + 1 + 64 + 1])
+{
+    uint8_t mac[32];
+    crypto_generichash(mac, sizeof mac, (const unsigned char *)KEY_CHECK_AD,
+                       strlen(KEY_CHECK_AD), k->template_key, FPAY_KEY_BYTES);
+    char hex[65];
+    fpay_hex(mac, sizeof mac, hex);
+    snprintf(out, 17 + 1 + 64 + 1, "%s:%s", k->key_id, hex);
+}
+
+static int first_audit(const fpay_audit_record *rec, void *ctx)
+{
+    *(fpay_audit_record *)ctx = *rec;
+    return 1; /* the first record is enough */
+}
+
+/* Refuses, before anything is written, a master key that is not the one
+ * this database belongs to. A database holds its key check value from its
+ * first open (and from every rotation); one made before check values is
+ * accepted only when the first record of its audit chain verifies under the
+ * key, and then gets its check value. */
+static fpay_status key_check(fpay_service *svc, char *err, size_t el)
+{
+    const fpay_store_ops *o = svc->store->ops;
+    char want[17 + 1 + 64 + 1], have[160];
+    key_check_value(&svc->keys, want);
+    fpay_status st = o->setting_get(svc->store, SET_KEY_CHECK, have, sizeof have, err, el);
+    if (st == FPAY_OK) {
+        if (strlen(have) != strlen(want) || sodium_memcmp(have, want, strlen(want)) != 0) {
+            fpay_set_err(err, el, "service: this master key (%s) is not the key of this "
+                                  "database (key check value differs): a wrong key file, "
+                                  "or a key retired by rotate-key; nothing was changed",
+                         svc->keys.key_id);
+            return FPAY_INVALID_ARGUMENT;
+        }
+        return FPAY_OK;
+    }
+    if (st != FPAY_NOT_FOUND)
+        return st;
+    long accounts = 0, records = 0;
+    if ((st = o->check(svc->store, &accounts, &records, err, el)) != FPAY_OK)
+        return st;
+    if (records > 0) {
+        fpay_audit_record rec;
+        memset(&rec, 0, sizeof rec);
+        if ((st = o->audit_each(svc->store, first_audit, &rec, err, el)) != FPAY_OK)
+            return st;
+        uint8_t link[FPAY_HASH_BYTES];
+        fpay_audit_link(&svc->keys, &rec, link);
+        if (sodium_memcmp(link, rec.hash, sizeof link) != 0) {
+            fpay_set_err(err, el, "service: this master key (%s) is not the key of this "
+                                  "database (its audit chain does not verify under it); "
+                                  "nothing was changed", svc->keys.key_id);
+            return FPAY_INVALID_ARGUMENT;
+        }
+    } else if (accounts > 0) {
+        fpay_set_err(err, el, "service: the database has accounts but no audit record "
+                              "to check the master key against; refusing it");
+        return FPAY_INVALID_ARGUMENT;
+    }
+    return o->setting_put(svc->store, SET_KEY_CHECK, want, err, el);
+}
+
 static fpay_status keywrap_store(fpay_service *svc, const fpay_keys *data,
                                  const fpay_keys *master, char *err, size_t el)
 {
@@ -625,6 +694,9 @@ fpay_status fpay_service_open(const fpay_service_config *cfg, fpay_service **out
     if (st != FPAY_OK)
         goto fail;
     st = keywrap_load(svc, err, err_len);
+    if (st != FPAY_OK)
+        goto fail;
+    st = key_check(svc, err, err_len);
     if (st != FPAY_OK)
         goto fail;
     svc->slots = calloc((size_t)svc->cfg.workers, sizeof *svc->slots);
@@ -1354,6 +1426,14 @@ fpay_status fpay_service_rotate_key(fpay_service *svc, const char *new_key_file,
     if (st == FPAY_OK && ctx.failed)
         st = FPAY_INTERNAL;
     if (st == FPAY_OK) {
+        /* From now on the database belongs to the new key: the old one is
+         * refused at open. The templates are already under the new key, so
+         * a failure to write the check value leaves a database that refuses
+         * both keys at open (fail closed), which the operator is told. */
+        char kcv[17 + 1 + 64 + 1], e3[256] = "";
+        key_check_value(&nk, kcv);
+        fpay_status kst = svc->store->ops->setting_put(svc->store, SET_KEY_CHECK, kcv, e3,
+                                                       sizeof e3);
         fpay_keys old = svc->keys;
         svc->keys = nk;
         char e2[128];
@@ -1361,6 +1441,13 @@ fpay_status fpay_service_rotate_key(fpay_service *svc, const char *new_key_file,
         if (st != FPAY_OK) {
             svc->keys = old; /* templates already moved: report, keep serving */
             fpay_set_err(err, err_len, "%s", e2);
+        }
+        if (kst != FPAY_OK) {
+            st = kst;
+            fpay_set_err(err, err_len, "rotate-key: the templates moved to the new key, but "
+                                       "its key check value could not be written (%s): the "
+                                       "database will refuse both keys at open; restore it "
+                                       "from a backup and rotate again", e3);
         }
         fpay_keys_wipe(&old);
     } else if (ctx.failed) {
