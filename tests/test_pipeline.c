@@ -22,6 +22,8 @@
 #include <criterion/criterion.h>
 
 #include "facepay/pipeline.h"
+#include "face/face_internal.h"
+#include "model_impl.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -782,4 +784,73 @@ Test(pipeline, models_are_pinned, .timeout = 120)
         unlink(path);
     }
     rmdir(dir);
+}
+
+/* Sets every value of the bias of the convolution that produces the P-Net
+ * output with 4 channels (the box regression) to v: what a modified
+ * pnet.tflite can do. The pipeline refuses such a file (models_are_pinned);
+ * the detector must still survive it when driven directly. */
+static int poison_pnet_regression(fpay_model *m, float v)
+{
+    fpay_graph *g = &m->graph;
+    for (int o = 0; o < g->n_outputs; o++) {
+        const fpay_tensor *out = &g->tensors[g->outputs[o]];
+        if (out->rank != 4 || out->dims[3] != 4)
+            continue;
+        for (int n = 0; n < g->n_nodes; n++) {
+            const fpay_node *node = &g->nodes[n];
+            if (node->n_outputs < 1 || node->outputs[0] != g->outputs[o])
+                continue;
+            if (node->op != FPAY_OP_CONV_2D || node->n_inputs < 3 || node->inputs[2] < 0)
+                return -1;
+            fpay_tensor *b = &g->tensors[node->inputs[2]];
+            float *d = (float *)(uintptr_t)b->data;
+            for (size_t i = 0; i < b->nbytes / sizeof(float); i++)
+                d[i] = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+Test(pipeline, detector_survives_absurd_box_regression, .timeout = 120)
+{
+    static const char *const nets[] = {"pnet.tflite", "rnet.tflite", "onet.tflite"};
+    const float values[] = {1e30f, -1e30f, NAN, INFINITY};
+    fpay_image img = load("faces/Al_Pacino_0001.jpg");
+    for (size_t k = 0; k < sizeof values / sizeof values[0]; k++) {
+        fpay_model *m[3];
+        fpay_session *s[3];
+        char err[256] = "";
+        for (int i = 0; i < 3; i++) {
+            cr_assert_eq(fpay_model_load_file(fpay_test_model_path(nets[i]), FPAY_LOAD_DEFAULT,
+                                              &m[i], err, sizeof err),
+                         FPAY_OK, "%s", err);
+            if (i == 0)
+                cr_assert_eq(poison_pnet_regression(m[0], values[k]), 0,
+                             "no regression bias found in pnet");
+            fpay_session_options o;
+            fpay_session_options_init(&o);
+            o.backend = "cpu";
+            cr_assert_eq(fpay_session_create(m[i], &o, &s[i], err, sizeof err), FPAY_OK, "%s",
+                         err);
+        }
+        fpay_mtcnn_params prm = {.min_face = 40.0f, .factor = 0.709f, .pnet_threshold = 0.6f,
+                                 .rnet_threshold = 0.7f, .onet_threshold = 0.7f};
+        fpay_face *faces = NULL;
+        int count = -1;
+        /* Any status will do: no undefined behaviour (the sanitizer build
+         * aborts on it), no crash, no box out of range. */
+        fpay_status st = fpay_mtcnn_detect(s[0], s[1], s[2], &img, &prm, &faces, &count, err,
+                                           sizeof err);
+        if (st == FPAY_OK)
+            for (int i = 0; i < count; i++)
+                cr_expect(isfinite(faces[i].x1) && fabsf(faces[i].x1) < 1e8f, "box %d", i);
+        free(faces);
+        for (int i = 0; i < 3; i++) {
+            fpay_session_free(s[i]);
+            fpay_model_free(m[i]);
+        }
+    }
+    fpay_image_free(&img);
 }
