@@ -124,8 +124,9 @@ static const struct {
                  "prints it once; the database keeps only a keyed hash of it.\n"},
     {"rotate-key", "usage: facepay rotate-key [OPTIONS] NEWKEYFILE\n\n"
                    "Re-encrypts every template under the master key in NEWKEYFILE (made\n"
-                   "with keygen), in one transaction. Use NEWKEYFILE from then on; the\n"
-                   "old key no longer opens any template.\n"},
+                   "with keygen), in one transaction. Use NEWKEYFILE from then on: the\n"
+                   "database refuses the old key, and every terminal key is revoked\n"
+                   "(terminal add gives each terminal a new one).\n"},
 };
 
 
@@ -550,7 +551,9 @@ static int cmd_rotate(int argc, char **argv)
     fpay_service_close(svc);
     if (st != FPAY_OK)
         return fpay_cli_die(EXIT_ERROR, "%s (%s)", err, fpay_status_str(st));
-    printf("rotated: every template is now sealed under %s; use it from now on\n", o.args[0]);
+    printf("rotated: every template is now sealed under %s; use it from now on\n"
+           "terminal keys revoked: run facepay terminal add ID for each terminal\n",
+           o.args[0]);
     return 0;
 }
 

@@ -1462,11 +1462,17 @@ fpay_status fpay_service_rotate_key(fpay_service *svc, const char *new_key_file,
     fpay_status ast = FPAY_OK;
     fpay_store_batch ab;
     memset(&ab, 0, sizeof ab);
+    /* Terminal API keys were accepted under the old key: a rotation revokes
+     * them with its record, in one transaction (add them again with
+     * terminal add). */
+    ab.revoke_terminals = st == FPAY_OK;
     commit_call(svc, "local", "rotate_key", &r, &ast, &rreason, 1, mono_ms(), &ab);
     pthread_rwlock_unlock(&svc->keys_lock);
     fpay_keys_wipe(&nk);
     if (st == FPAY_OK && ast != FPAY_OK) {
-        fpay_set_err(err, err_len, "rotate-key: rotated, but the audit record failed");
+        fpay_set_err(err, err_len, "rotate-key: rotated, but the audit record failed and "
+                                   "the terminal keys were not revoked: run terminal add "
+                                   "for each terminal to replace its key");
         st = ast;
     }
     return st;

@@ -1039,7 +1039,7 @@ static fpay_status check_batch(const fpay_store_batch *b, char *err, size_t el)
     if (!b)
         return bad_arg(err, el, "write_batch: NULL batch");
     if (!b->delete_hash && !b->account && !b->counters_hash && !b->counters &&
-        !b->failure_terminal && !b->audit)
+        !b->failure_terminal && !b->audit && !b->revoke_terminals)
         return bad_arg(err, el, "write_batch: empty batch");
     if (b->account) {
         fpay_status st = check_row(b->account, err, el);
@@ -1079,6 +1079,8 @@ static fpay_status sq_write_batch(fpay_store *base, fpay_store_batch *b, char *e
         st = put_counters_in(&c, b->counters_hash, b->counters);
     if (st == FPAY_OK && b->failure_terminal)
         st = terminal_failure_in(&c, b->failure_terminal, b->failure_at);
+    if (st == FPAY_OK && b->revoke_terminals)
+        st = exec(&c, "DELETE FROM terminals", "revoke terminals");
     if (st == FPAY_OK && b->audit)
         st = audit_append_in(&c, b->keys, b->audit);
     st = finish(&c, st);
