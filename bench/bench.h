@@ -67,7 +67,8 @@ typedef struct fpay_bench_opts {
     int n_models;       /* 0 = every bundled model in models_dir */
     const char *load_client;  /* server: path of facepay-load */
     const char *facepay_cli;  /* server: path of facepay */
-    long terminals;     /* server: concurrent terminals */
+    long terminals[FPAY_BENCH_MAX_LIST]; /* server: concurrent terminals, one load each */
+    int n_terminals;    /* 0 = the suite's default (4) */
     long duration_s;    /* server: seconds of load */
     int json;           /* rows as JSON lines on stdout instead of tables */
     FILE *history;      /* record: rows are appended here too */

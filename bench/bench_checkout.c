@@ -448,6 +448,10 @@ static int checkout_one(const fpay_bench_opts *o, const photo *set, int n_set,
                         const char *backend, long threads, long warmup, long runs,
                         long cold_runs)
 {
+    /* The kernel path of this configuration (FACEPAY_ISA, set by the
+     * caller for --isa): in the key, the row and the table, so that a
+     * checkout on AVX2 is never matched with one on AVX-512. */
+    const char *isa = fpay_bench_isa();
     const char *models_dir = fpay_bench_models_dir(o);
     /* Cold first, before this process has loaded anything of its own. */
     double *cold_create = calloc((size_t)cold_runs + 1, sizeof(double));
@@ -529,7 +533,7 @@ static int checkout_one(const fpay_bench_opts *o, const photo *set, int n_set,
     }
 
     char key[256];
-    snprintf(key, sizeof key, "checkout/%s/%s/t%ld", api_name(), backend, threads);
+    snprintf(key, sizeof key, "checkout/%s/%s/%s/t%ld", api_name(), backend, isa, threads);
     cJSON *row = fpay_bench_row("checkout", backend, key);
     cJSON *p = cJSON_GetObjectItem(row, "params");
     cJSON_AddStringToObject(p, "api", api_name());
@@ -542,9 +546,10 @@ static int checkout_one(const fpay_bench_opts *o, const photo *set, int n_set,
     cJSON_AddNumberToObject(p, "decisions_as_expected", expected);
     cJSON_AddBoolToObject(p, "rss_per_config", rss_own);
     if (!o->json) {
-        printf("# checkout via %s | backend %s | %ld thread(s) | %d photos, %ld warm verifies "
-               "after %ld warm-up, %d/%ld approved, %d/%ld as expected\n",
-               api_name(), backend, threads, n_set, runs, warmup, approved, runs, expected, runs);
+        printf("# checkout via %s | backend %s | ISA %s | %ld thread(s) | %d photos, %ld warm "
+               "verifies after %ld warm-up, %d/%ld approved, %d/%ld as expected\n",
+               api_name(), backend, isa, threads, n_set, runs, warmup, approved, runs, expected,
+               runs);
         printf("%-12s %9s %9s %9s %9s %9s %9s %6s\n", "stage", "min", "p50", "p90", "p99",
                "mad", "iqr", "share");
     }
@@ -629,10 +634,28 @@ int fpay_bench_suite_checkout(const fpay_bench_opts *o)
     const char *def_backends[1] = {"cpu"};
     const char *const *backends = o->n_backends ? o->backends : def_backends;
     int nb = o->n_backends ? o->n_backends : 1;
+    /* --isa: one configuration per kernel path, through FACEPAY_ISA (the
+     * cold-start children inherit it); only the built-in CPU backend has
+     * kernel paths. */
+    const char *saved_isa = getenv("FACEPAY_ISA");
+    char saved[32] = "";
+    if (saved_isa)
+        snprintf(saved, sizeof saved, "%s", saved_isa);
     int rc = 0;
     for (int b = 0; b < nb; b++)
-        for (int t = 0; t < nt; t++)
-            rc |= checkout_one(o, set, n, backends[b], threads[t], warmup, runs, cold_runs);
+        for (int is = 0; is < (o->n_isas ? o->n_isas : 1); is++) {
+            const char *isa = o->n_isas && !strcmp(backends[b], "cpu") ? o->isas[is] : NULL;
+            if (is > 0 && !isa)
+                break;
+            if (isa)
+                setenv("FACEPAY_ISA", isa, 1);
+            for (int t = 0; t < nt; t++)
+                rc |= checkout_one(o, set, n, backends[b], threads[t], warmup, runs, cold_runs);
+            if (saved_isa)
+                setenv("FACEPAY_ISA", saved, 1);
+            else
+                unsetenv("FACEPAY_ISA");
+        }
     for (int i = 0; i < n; i++)
         free(set[i].data);
     free(set);

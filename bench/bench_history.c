@@ -16,8 +16,16 @@
  * Anything else is "~" (within noise). Metrics stored without samples
  * (legacy rows, derived numbers such as GFLOP/s) are shown as "info" and
  * never flagged.
+ *
+ * Rows of one key measured on different kernel paths ("isa") or backends
+ * are not compared: each such configuration is printed as REFUSED with
+ * both sides' values, and compare exits 4, unless --allow-mixed (then they
+ * are compared and marked). A row without an "isa" field (older history)
+ * is compared and marked "ISA not recorded". Configurations present on
+ * one side only are counted, never dropped silently.
  */
 #include "bench.h"
+#include "fpay_cpu.h" /* ISA names, for matching keys */
 
 #include <math.h>
 #include <stdlib.h>
@@ -26,6 +34,29 @@
 
 #define MIN_EFFECT 1.03
 #define MAX_P 0.01
+
+/* Checkout keys were "checkout/API/BACKEND/tN" before they named the ISA
+ * ("checkout/API/BACKEND/ISA/tN"): an old row gets its ISA (its "isa"
+ * field, "?" when it has none) put into its key, so that it matches the
+ * new rows of the same kernel path and no other. */
+static void upgrade_checkout_key(cJSON *row)
+{
+    const cJSON *suite = cJSON_GetObjectItem(row, "suite");
+    const char *key = cJSON_GetObjectItem(row, "key")->valuestring;
+    if (!cJSON_IsString(suite) || strcmp(suite->valuestring, "checkout") != 0)
+        return;
+    int slashes = 0;
+    for (const char *c = key; *c; c++)
+        slashes += *c == '/';
+    const char *last = strrchr(key, '/');
+    if (slashes != 3 || !last || last[1] != 't')
+        return;
+    const cJSON *isa = cJSON_GetObjectItem(row, "isa");
+    char nk[512];
+    snprintf(nk, sizeof nk, "%.*s/%s%s", (int)(last - key), key,
+             cJSON_IsString(isa) && *isa->valuestring ? isa->valuestring : "?", last);
+    cJSON_ReplaceItemInObject(row, "key", cJSON_CreateString(nk));
+}
 
 cJSON *fpay_bench_read_rows(const char *path, int *bad)
 {
@@ -40,8 +71,10 @@ cJSON *fpay_bench_read_rows(const char *path, int *bad)
         if (n <= 1)
             continue;
         cJSON *r = cJSON_Parse(line);
-        if (r && cJSON_IsObject(r) && cJSON_GetObjectItem(r, "key"))
+        if (r && cJSON_IsObject(r) && cJSON_IsString(cJSON_GetObjectItem(r, "key"))) {
+            upgrade_checkout_key(r);
             cJSON_AddItemToArray(rows, r);
+        }
         else {
             cJSON_Delete(r);
             (*bad)++;
@@ -70,6 +103,31 @@ static int commit_matches(const cJSON *row, const char *want)
     return cJSON_IsTrue(cJSON_GetObjectItem(row, "dirty")) == want_dirty;
 }
 
+/* What compare matches: the key with its kernel-path segment (an ISA name,
+ * or "?" for an old checkout row that did not record one) made "*", so
+ * that the rows of one configuration on two kernel paths meet, and are
+ * refused or marked instead of being left out without a word. Stored in
+ * the row as "_match". */
+static void add_match_key(cJSON *row)
+{
+    const char *key = str(row, "key");
+    char m[512] = "";
+    for (const char *seg = key; seg;) {
+        const char *end = strchr(seg, '/');
+        size_t n = end ? (size_t)(end - seg) : strlen(seg);
+        int is_isa = n == 1 && seg[0] == '?';
+        for (int k = 0; k < FPAY_ISA_COUNT_ && !is_isa; k++)
+            is_isa = strlen(fpay_isa_name((fpay_isa)k)) == n &&
+                     !strncmp(seg, fpay_isa_name((fpay_isa)k), n);
+        size_t used = strlen(m);
+        snprintf(m + used, sizeof m - used, "%s%.*s", used ? "/" : "", is_isa ? 1 : (int)n,
+                 is_isa ? "*" : seg);
+        seg = end ? end + 1 : NULL;
+    }
+    cJSON_DeleteItemFromObject(row, "_match");
+    cJSON_AddStringToObject(row, "_match", m);
+}
+
 /* Side A or B: the rows of a file, or the history's rows of a commit; for
  * each key only the rows of the latest date. Returns a new array of
  * references (free with cJSON_Delete; the rows stay in `owner`). */
@@ -84,6 +142,8 @@ static cJSON *select_side(const char *spec, const char *history, cJSON **owner)
         return NULL;
     }
     cJSON *out = cJSON_CreateArray(), *r;
+    cJSON_ArrayForEach(r, *owner)
+    add_match_key(r);
     cJSON_ArrayForEach(r, *owner)
     {
         if (!is_file && !commit_matches(r, spec))
@@ -110,7 +170,8 @@ static cJSON *select_side(const char *spec, const char *history, cJSON **owner)
     return out;
 }
 
-/* All samples of metric `name` across the rows of `key` on one side. */
+/* All samples of metric `name` across the rows of `key` (a match key) on
+ * one side. */
 static int gather(cJSON *side, const char *key, const char *name, double **v, double *value,
                   const char **better)
 {
@@ -120,7 +181,7 @@ static int gather(cJSON *side, const char *key, const char *name, double **v, do
     cJSON *r;
     cJSON_ArrayForEach(r, side)
     {
-        if (strcmp(str(r, "key"), key) != 0)
+        if (strcmp(str(r, "_match"), key) != 0)
             continue;
         cJSON *m = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "metrics"), name);
         if (!m)
@@ -147,6 +208,55 @@ static int gather(cJSON *side, const char *key, const char *name, double **v, do
     return n;
 }
 
+/* The distinct values of field k over a side's rows, comma-separated
+ * ("?" for rows without it). */
+static void field_set(cJSON *side, const char *k, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    cJSON *r;
+    cJSON_ArrayForEach(r, side)
+    {
+        const char *v = *str(r, k) ? str(r, k) : "?";
+        size_t n = strlen(v);
+        int seen = 0;
+        for (const char *p = buf; (p = strstr(p, v)) != NULL; p += n)
+            if ((p == buf || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+                seen = 1;
+        if (!seen && strlen(buf) + n + 2 < len)
+            snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", buf[0] ? "," : "", v);
+    }
+}
+
+/* The first row of `key` (a match key) on a side, or NULL. */
+static cJSON *row_of(cJSON *side, const char *key)
+{
+    cJSON *r;
+    cJSON_ArrayForEach(r, side)
+    if (!strcmp(str(r, "_match"), key))
+        return r;
+    return NULL;
+}
+
+/* Lists up to 3 keys of `side` that `other` lacks; returns their count. */
+static int only_on(cJSON *side, cJSON *other, const char *name)
+{
+    int n = 0;
+    cJSON *r;
+    cJSON_ArrayForEach(r, side)
+    {
+        const char *key = str(r, "_match");
+        if (row_of(other, key) || row_of(side, key) != r)
+            continue;
+        if (n < 3)
+            printf("# only in %s: %s (ISA %s, backend %s)\n", name, str(r, "key"),
+                   *str(r, "isa") ? str(r, "isa") : "not recorded", str(r, "backend"));
+        n++;
+    }
+    if (n > 3)
+        printf("# only in %s: %d more\n", name, n - 3);
+    return n;
+}
+
 static int primary_metric(const char *name)
 {
     return !strcmp(name, "latency_ms") || !strcmp(name, "e2e_ms") ||
@@ -160,7 +270,7 @@ int fpay_bench_compare(int argc, char **argv)
     if (!history)
         history = "bench-history.jsonl";
     const char *only = NULL, *sides[2] = {NULL, NULL};
-    int all = 0, strict = 0, ns = 0;
+    int all = 0, strict = 0, mixed_ok = 0, ns = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--history") && i + 1 < argc)
             history = argv[++i];
@@ -170,11 +280,13 @@ int fpay_bench_compare(int argc, char **argv)
             all = 1;
         else if (!strcmp(argv[i], "--strict"))
             strict = 1;
+        else if (!strcmp(argv[i], "--allow-mixed"))
+            mixed_ok = 1;
         else if (argv[i][0] != '-' && ns < 2)
             sides[ns++] = argv[i];
         else {
             fprintf(stderr, "usage: facepay-bench compare [--history FILE] [--metric NAME] "
-                            "[--all] [--strict] A B\n"
+                            "[--all] [--strict] [--allow-mixed] A B\n"
                             "  A, B: result files, or commits (prefix; '+' for its dirty "
                             "build) in the history\n");
             return 2;
@@ -206,23 +318,53 @@ int fpay_bench_compare(int argc, char **argv)
            str(b0, "cpu"));
     if (strcmp(str(a0, "cpu"), str(b0, "cpu")) != 0 || strcmp(str(a0, "host"), str(b0, "host")))
         printf("# WARNING: A and B were measured on different machines\n");
+    char isas[2][256], backs[2][256];
+    for (int s = 0; s < 2; s++) {
+        field_set(side[s], "isa", isas[s], sizeof isas[s]);
+        field_set(side[s], "backend", backs[s], sizeof backs[s]);
+        printf("# %c: ISA %s | backend %s\n", "AB"[s], isas[s], backs[s]);
+    }
+    if (strcmp(isas[0], isas[1]) != 0 || strcmp(backs[0], backs[1]) != 0)
+        printf("# WARNING: A and B do not hold the same kernel paths (ISA) and backends; "
+               "rows of one configuration that differ in either are %s\n",
+               mixed_ok ? "compared anyway (--allow-mixed) and marked MIXED" : "REFUSED");
     printf("# ratio = B/A of the medians, [95%% bootstrap interval], Mann-Whitney p; flagged "
            "only when p < %.2f and the interval clears +/-%.0f%%\n",
            MAX_P, (MIN_EFFECT - 1) * 100);
     printf("%-52s %-22s %10s %10s %7s %17s %8s  %s\n", "configuration", "metric", "A p50", "B p50",
            "ratio", "95% interval", "p", "verdict");
-    int regressions = 0, improvements = 0, compared = 0;
+    int regressions = 0, improvements = 0, compared = 0, refused = 0, unrecorded = 0;
     cJSON *ra;
     cJSON_ArrayForEach(ra, side[0])
     {
-        const char *key = str(ra, "key");
+        const char *key = str(ra, "_match");
         /* Each key once (a side may hold several rows of it). */
         int first = 1;
         for (cJSON *q = side[0]->child; q && q != ra; q = q->next)
-            if (!strcmp(str(q, "key"), key))
+            if (!strcmp(str(q, "_match"), key))
                 first = 0;
         if (!first)
             continue;
+        /* Same configuration, same kernel path and backend, or say why not. */
+        cJSON *rb = row_of(side[1], key);
+        char mixed[160] = "";
+        if (rb) {
+            const char *ia = str(ra, "isa"), *ib = str(rb, "isa");
+            const char *ba = str(ra, "backend"), *bb = str(rb, "backend");
+            if (*ia && *ib && strcmp(ia, ib) != 0)
+                snprintf(mixed, sizeof mixed, "ISA %s (A) vs %s (B)", ia, ib);
+            if (strcmp(ba, bb) != 0)
+                snprintf(mixed + strlen(mixed), sizeof mixed - strlen(mixed),
+                         "%sbackend %s (A) vs %s (B)", mixed[0] ? ", " : "", ba, bb);
+            if (mixed[0] && !mixed_ok) {
+                printf("%-52.52s %-22s %10s %10s %7s %17s %8s  REFUSED: %s\n", str(ra, "key"), "-", "-",
+                       "-", "-", "-", "-", mixed);
+                refused++;
+                continue;
+            }
+            if (!*ia || !*ib)
+                unrecorded++;
+        }
         cJSON *m;
         cJSON_ArrayForEach(m, cJSON_GetObjectItem(ra, "metrics"))
         {
@@ -256,12 +398,23 @@ int fpay_bench_compare(int argc, char **argv)
                     verdict = "~ (within noise)";
                 }
             }
+            char verdict_buf[256];
+            if (mixed[0]) {
+                snprintf(verdict_buf, sizeof verdict_buf, "%s  MIXED: %s", verdict, mixed);
+                verdict = verdict_buf;
+            } else if (!*str(ra, "isa") || !*str(rb, "isa")) {
+                snprintf(verdict_buf, sizeof verdict_buf, "%s  (ISA not recorded on %s)", verdict,
+                         !*str(ra, "isa") && !*str(rb, "isa") ? "A and B"
+                         : !*str(ra, "isa")                   ? "A"
+                                                              : "B");
+                verdict = verdict_buf;
+            }
             char ci[40] = "-", ps[16] = "-";
             if (!isnan(lo))
                 snprintf(ci, sizeof ci, "[%.3f, %.3f]", lo, hi);
             if (!isnan(p))
                 snprintf(ps, sizeof ps, "%.2g", p);
-            printf("%-52.52s %-22.22s %10.4g %10.4g %7.3f %17s %8s  %s\n", key, name, xa, xb,
+            printf("%-52.52s %-22.22s %10.4g %10.4g %7.3f %17s %8s  %s\n", str(ra, "key"), name, xa, xb,
                    ratio, ci, ps, verdict);
             free(va);
             free(vb);
@@ -269,11 +422,21 @@ int fpay_bench_compare(int argc, char **argv)
     }
     printf("# %d metrics compared: %d regression(s), %d improvement(s) outside the noise\n",
            compared, regressions, improvements);
+    only_on(side[0], side[1], "A");
+    only_on(side[1], side[0], "B");
+    if (unrecorded)
+        printf("# %d configuration(s) compared whose rows do not record their ISA (older "
+               "history): the kernel paths may differ\n",
+               unrecorded);
+    if (refused)
+        printf("# REFUSED %d configuration(s): A and B ran them on different ISAs or backends; "
+               "--allow-mixed compares them anyway\n",
+               refused);
     for (int s = 0; s < 2; s++) {
         cJSON_Delete(side[s]);
         cJSON_Delete(own[s]);
     }
-    return strict && regressions ? 3 : 0;
+    return strict && regressions ? 3 : refused ? 4 : 0;
 }
 
 /* ------------------------------------------------------------ legacy rows */

@@ -14,7 +14,7 @@
  * SUITE: kernels, models, checkout, server. OPTIONs (lists comma-separated):
  *   --runs N --warmup N --threads 1,2 --batches 1,8 --backends cpu,xnnpack
  *   --isa ref,avx2 --models pnet,rnet --models-dir DIR --faces-dir DIR --cold-runs N
- *   --terminals N --duration S --load-client PATH --facepay PATH --json
+ *   --terminals 1,2,4 --duration S --load-client PATH --facepay PATH --json
  * (--batch, --backend: the same with one value.)
  */
 #include "facepay/facepay.h"
@@ -29,7 +29,8 @@ static const char usage[] =
     "usage: facepay-bench SUITE [OPTION...] [MODEL...]   (SUITE: kernels models checkout "
     "server)\n"
     "       facepay-bench record [--history FILE] [OPTION...] SUITE...\n"
-    "       facepay-bench compare [--history FILE] [--metric M] [--all] [--strict] A B\n"
+    "       facepay-bench compare [--history FILE] [--metric M] [--all] [--strict] [--allow-mixed] "
+    "A B\n"
     "       facepay-bench track [--repo DIR] [--history FILE] [--suites LIST] [--last N] "
     "[REV...] [-- OPTION...]\n"
     "       facepay-bench plot [--history FILE] --out DIR [--batch B]\n"
@@ -38,7 +39,7 @@ static const char usage[] =
     "[--json] MODEL\n"
     "OPTION: --runs N --warmup N --threads 1,2 --batches 1,8 --backends cpu,xnnpack --isa "
     "LIST\n"
-    "        --models NAME,... --models-dir DIR --faces-dir DIR --cold-runs N --terminals N --duration S\n"
+    "        --models NAME,... --models-dir DIR --faces-dir DIR --cold-runs N --terminals 1,2,4 --duration S\n"
     "        --load-client PATH --facepay PATH --json\n"
     "History default: $FPAY_BENCH_HISTORY or ./bench-history.jsonl\n";
 
@@ -72,8 +73,18 @@ static int parse_option(fpay_bench_opts *o, int argc, char **argv, int *i)
         ok = parse_long(v, &o->warmup, 0) == 0;
     else if (!strcmp(a, "--cold-runs"))
         ok = parse_long(v, &o->cold_runs, 0) == 0;
-    else if (!strcmp(a, "--terminals"))
-        ok = parse_long(v, &o->terminals, 1) == 0;
+    else if (!strcmp(a, "--terminals")) {
+        int n = fpay_bench_parse_longs(v, o->terminals, FPAY_BENCH_MAX_LIST);
+        ok = n > 0;
+        if (!ok) {
+            fprintf(stderr,
+                    "facepay-bench: --terminals takes a count or a list of up to %d counts, "
+                    "each 1 or more (e.g. 4 or 1,2,4), not '%s'\n",
+                    FPAY_BENCH_MAX_LIST, v);
+            return -1;
+        }
+        o->n_terminals = n;
+    }
     else if (!strcmp(a, "--duration"))
         ok = parse_long(v, &o->duration_s, 1) == 0;
     else if (!strcmp(a, "--threads"))

@@ -127,13 +127,100 @@ static int read_port(int fd, int timeout_ms, char *log, size_t log_len)
     return -1;
 }
 
+/* One load: `terminals` concurrent terminals for `duration` s against the
+ * running server at url, one row. */
+static int load_one(const fpay_bench_opts *o, const char *load, const char *url,
+                    const char *api_key, const char *verify_img, long terminals, long duration)
+{
+    char term[32], dur[32];
+    snprintf(term, sizeof term, "%ld", terminals);
+    snprintf(dur, sizeof dur, "%ld", duration);
+    const char *largv[48] = {load, "--url", url, "--terminals", term, "--duration", dur,
+                             "--json", "--terminal", "bench", "--key", api_key,
+                             "--phone", "+15550100", "--image", verify_img};
+    int ln = add_env_words(largv, 16, 48, "FPAY_BENCH_LOAD_ARGS");
+    largv[ln] = NULL;
+    if (!o->json)
+        printf("# server: %s on %s, %ld terminals for %ld s\n", load, url, terminals, duration);
+    int lfd = -1;
+    pid_t client = spawn(largv, &lfd);
+    char out[65536];
+    size_t used = 0;
+    for (ssize_t n; client > 0 && used + 1 < sizeof out &&
+                    (n = read(lfd, out + used, sizeof out - used - 1)) > 0;)
+        used += (size_t)n;
+    out[used] = '\0';
+    int status = 0;
+    if (client > 0) {
+        close(lfd);
+        waitpid(client, &status, 0);
+    }
+    /* The last line that parses as a JSON object. */
+    cJSON *res = NULL;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = line[0] == '{' ? cJSON_Parse(line) : NULL;
+        if (j) {
+            cJSON_Delete(res);
+            res = j;
+        }
+    }
+    if (!res || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "facepay-bench server: facepay-load failed (exit %d)\n",
+                WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        cJSON_Delete(res);
+        return 1;
+    }
+    char k[128];
+    snprintf(k, sizeof k, "server/t%ld", terminals);
+    cJSON *row = fpay_bench_row("server", "cpu", k);
+    cJSON *p = cJSON_GetObjectItem(row, "params");
+    cJSON_AddNumberToObject(p, "terminals", (double)terminals);
+    cJSON_AddNumberToObject(p, "duration_s", (double)duration);
+    cJSON *item;
+    cJSON_ArrayForEach(item, res)
+    {
+        if (cJSON_IsNumber(item)) {
+            const char *n = item->string;
+            int higher = strstr(n, "rps") || strstr(n, "per_s") || strstr(n, "ok");
+            fpay_bench_add_value(row, n, strstr(n, "_ms") ? "ms" : "", higher ? "higher" : "lower",
+                                 item->valuedouble);
+            if (!o->json)
+                printf("%-24s %12.3f\n", n, item->valuedouble);
+        } else if (cJSON_IsObject(item)) {
+            /* {"latency_ms": {"p50": ..}} -> "latency_ms.p50" in ms. */
+            cJSON *sub;
+            cJSON_ArrayForEach(sub, item)
+            {
+                if (!cJSON_IsNumber(sub))
+                    continue;
+                char name[128];
+                snprintf(name, sizeof name, "%s.%s", item->string, sub->string);
+                fpay_bench_add_value(row, name, strstr(name, "_ms") ? "ms" : "", "lower",
+                                     sub->valuedouble);
+                if (!o->json)
+                    printf("%-24s %12.3f\n", name, sub->valuedouble);
+            }
+        } else if (cJSON_IsArray(item) && !strcmp(item->string, "latencies_ms")) {
+            int n = cJSON_GetArraySize(item);
+            double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+            for (int i = 0; v && i < n; i++)
+                v[i] = cJSON_GetArrayItem(item, i)->valuedouble;
+            if (v && n)
+                fpay_bench_add_samples(row, "latency_ms", "ms", "lower", v, n);
+            free(v);
+        }
+    }
+    cJSON_Delete(res);
+    fpay_bench_emit(o, row);
+    return 0;
+}
+
 int fpay_bench_suite_server(const fpay_bench_opts *o)
 {
     char lbuf[4096], fbuf[4096];
     const char *load = o->load_client ? o->load_client : getenv("FPAY_LOAD_CLIENT");
+    /* Built next to facepay (build/tools/), and so installed. */
     if (!executable(load))
-        load = sibling("../tools/server/facepay-load", lbuf, sizeof lbuf);
-    if (!load)
         load = sibling("../tools/facepay-load", lbuf, sizeof lbuf);
     const char *cli = o->facepay_cli ? o->facepay_cli : sibling("../tools/facepay", fbuf, sizeof fbuf);
     if (!load || !cli) {
@@ -142,7 +229,9 @@ int fpay_bench_suite_server(const fpay_bench_opts *o)
                !load ? "the load client facepay-load" : "the facepay CLI");
         return 0;
     }
-    long terminals = o->terminals > 0 ? o->terminals : 4;
+    static const long def_terms[1] = {4};
+    const long *terms = o->n_terminals ? o->terminals : def_terms;
+    int nterm = o->n_terminals ? o->n_terminals : 1;
     long duration = o->duration_s > 0 ? o->duration_s : 10;
     const char *tmp = getenv("TMPDIR");
     char dir[256], db[320], key[320], cmd[10000];
@@ -202,88 +291,13 @@ int fpay_bench_suite_server(const fpay_bench_opts *o)
         goto out;
     }
     drain_started = pthread_create(&drainer, NULL, drain_output, &sfd) == 0;
-    char url[64], term[32], dur[32];
+    char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
-    snprintf(term, sizeof term, "%ld", terminals);
-    snprintf(dur, sizeof dur, "%ld", duration);
-    const char *largv[48] = {load, "--url", url, "--terminals", term, "--duration", dur,
-                             "--json", "--terminal", "bench", "--key", api_key,
-                             "--phone", "+15550100", "--image", verify_img};
-    int ln = add_env_words(largv, 16, 48, "FPAY_BENCH_LOAD_ARGS");
-    largv[ln] = NULL;
-    if (!o->json)
-        printf("# server: %s on %s, %ld terminals for %ld s\n", load, url, terminals, duration);
-    int lfd = -1;
-    pid_t client = spawn(largv, &lfd);
-    char out[65536];
-    size_t used = 0;
-    for (ssize_t n; client > 0 && used + 1 < sizeof out &&
-                    (n = read(lfd, out + used, sizeof out - used - 1)) > 0;)
-        used += (size_t)n;
-    out[used] = '\0';
-    int status = 0;
-    if (client > 0) {
-        close(lfd);
-        waitpid(client, &status, 0);
-    }
-    /* The last line that parses as a JSON object. */
-    cJSON *res = NULL;
-    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
-        cJSON *j = line[0] == '{' ? cJSON_Parse(line) : NULL;
-        if (j) {
-            cJSON_Delete(res);
-            res = j;
-        }
-    }
-    if (!res || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "facepay-bench server: facepay-load failed (exit %d)\n",
-                WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-        cJSON_Delete(res);
-        goto out;
-    }
-    char k[128];
-    snprintf(k, sizeof k, "server/t%ld", terminals);
-    cJSON *row = fpay_bench_row("server", "cpu", k);
-    cJSON *p = cJSON_GetObjectItem(row, "params");
-    cJSON_AddNumberToObject(p, "terminals", (double)terminals);
-    cJSON_AddNumberToObject(p, "duration_s", (double)duration);
-    cJSON *item;
-    cJSON_ArrayForEach(item, res)
-    {
-        if (cJSON_IsNumber(item)) {
-            const char *n = item->string;
-            int higher = strstr(n, "rps") || strstr(n, "per_s") || strstr(n, "ok");
-            fpay_bench_add_value(row, n, strstr(n, "_ms") ? "ms" : "", higher ? "higher" : "lower",
-                                 item->valuedouble);
-            if (!o->json)
-                printf("%-24s %12.3f\n", n, item->valuedouble);
-        } else if (cJSON_IsObject(item)) {
-            /* {"latency_ms": {"p50": ..}} -> "latency_ms.p50" in ms. */
-            cJSON *sub;
-            cJSON_ArrayForEach(sub, item)
-            {
-                if (!cJSON_IsNumber(sub))
-                    continue;
-                char name[128];
-                snprintf(name, sizeof name, "%s.%s", item->string, sub->string);
-                fpay_bench_add_value(row, name, strstr(name, "_ms") ? "ms" : "", "lower",
-                                     sub->valuedouble);
-                if (!o->json)
-                    printf("%-24s %12.3f\n", name, sub->valuedouble);
-            }
-        } else if (cJSON_IsArray(item) && !strcmp(item->string, "latencies_ms")) {
-            int n = cJSON_GetArraySize(item);
-            double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
-            for (int i = 0; v && i < n; i++)
-                v[i] = cJSON_GetArrayItem(item, i)->valuedouble;
-            if (v && n)
-                fpay_bench_add_samples(row, "latency_ms", "ms", "lower", v, n);
-            free(v);
-        }
-    }
-    cJSON_Delete(res);
-    fpay_bench_emit(o, row);
+    /* --terminals 1,2,4: one load (and one row) per count, against the
+     * same server, in the order given. */
     rc = 0;
+    for (int t = 0; t < nterm; t++)
+        rc |= load_one(o, load, url, api_key, verify_img, terms[t], duration);
 out:
     if (server > 0) {
         kill(-server, SIGTERM);

@@ -19,6 +19,15 @@ set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY BOTH)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE BOTH)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
 
+# Never the host's own folders: its multiarch headers and libraries, and
+# /usr/local (what was built and installed for the host, a host libfacepay
+# included). find_* skips these folders (not their subfolders:
+# /usr/local/lib/aarch64-linux-gnu stays usable).
+list(APPEND CMAKE_IGNORE_PATH
+  /usr/include/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu /lib/x86_64-linux-gnu
+  /usr/local/include /usr/local/lib /usr/local/lib64)
+
 # pkg-config: only the arm64 .pc files (libsodium), never the host's.
 set(ENV{PKG_CONFIG_LIBDIR} "/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig")
 set(ENV{PKG_CONFIG_PATH} "")
+set(ENV{PKG_CONFIG_SYSROOT_DIR} "")

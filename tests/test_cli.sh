@@ -67,6 +67,17 @@ expect_ok "embed via detection"   "raw L2 norm"            "$cli" embed --models
 expect_ok "embed --whole"         "raw L2 norm"            "$cli" embed --whole --model "$mfn" "$data/faces/amy1.png"
 expect_ok "compare same person"   "cosine: "               "$cli" compare --models "$models" --liveness off "$data/faces/Al_Pacino_0001.jpg" "$data/faces/Al_Pacino_0002.jpg"
 expect_error "compare missing"    "nope.png"               "$cli" compare --models "$models" "$data/faces/amy1.png" "$tmp/nope.png"
+expect_ok "compare verdict same"  "verdict: +SAME person"  "$cli" compare --models "$models" --liveness off "$data/faces/Al_Pacino_0001.jpg" "$data/faces/Al_Pacino_0002.jpg"
+expect_ok "compare verdict other" "verdict: +DIFFERENT"    "$cli" compare --models "$models" --liveness off "$data/faces/Al_Pacino_0001.jpg" "$data/faces/Tom_Cruise_0001.jpg"
+expect_ok "compare --threshold"   "DIFFERENT.*0.9990, from --threshold" "$cli" compare --models "$models" --liveness off --threshold 0.999 "$data/faces/Al_Pacino_0001.jpg" "$data/faces/Al_Pacino_0002.jpg"
+# The group photo's payer is ambiguous: compare says which capture and why.
+expect_ok "compare names unusable" "capture B: +NOT usable for payment: ambiguous_multiple_faces" "$cli" compare --models "$models" --liveness off "$data/faces/Al_Pacino_0001.jpg" "$data/faces/bbt3.jpg"
+expect_error "compare bad threshold" "--threshold wants a cosine in \\(0, 1\\]" "$cli" compare --models "$models" --threshold 0 "$data/faces/amy1.png" "$data/faces/amy1.png"
+expect_ok "align writes the crop" "aligned: .*112x112"     "$cli" align --models "$models" "$data/faces/Tom_Cruise_0001.jpg" "$tmp/crop.png"
+if [ "$(od -An -tu1 -j16 -N8 "$tmp/crop.png" 2>/dev/null | tr -s ' ')" = " 0 0 0 112 0 0 0 112" ]; then ok "align PNG is 112x112"; else bad "align PNG size"; fi
+expect_error "align no face"      "no face found"          "$cli" align --models "$models" "$data/images/gray.jpg" "$tmp/none.png"
+# embed times its decode (it printed 0.0 before)
+if "$cli" embed --models "$models" --liveness off "$data/faces/obama1.jpg" 2>/dev/null | grep -qE 'decode [0-9]*[1-9][0-9]*\.|decode 0\.[1-9]'; then ok "embed reports decode time"; else bad "embed decode time is 0"; fi
 expect_error "detect not image"   "not_image.jpg"          "$cli" detect --models "$models" "$tmp/not_image.jpg"
 expect_error "detect bad option"  "unknown or incomplete"  "$cli" detect --frobnicate "$data/faces/amy1.png"
 expect_error "eval needs pairs"   "--pairs"                "$cli" eval --root "$tmp"
@@ -83,6 +94,15 @@ if grep -qE '^2-fold accuracy: [0-9.]+% \+- [0-9.]+%' "$tmp/out" &&
     ok "eval View 2 accuracy"
 else
     bad "eval View 2 accuracy ($(head -c 300 "$tmp/out"))"
+fi
+# The ROC's x axis starts at the smallest FAR the impostor pairs can
+# measure: 2 different pairs here, so 1/2, not a fixed 1e-4.
+expect_ok "eval --roc"            "ROC: " "$cli" eval --models "$models" --liveness off --pairs "$lfw/pairs_2folds.txt" --root "$lfw" --roc "$tmp/roc.svg"
+if grep -q '>1/2</text>' "$tmp/roc.svg" && grep -q 'impostor pairs accepted, of 2;' "$tmp/roc.svg" &&
+   ! grep -q '1e-[2-9]' "$tmp/roc.svg" && grep -q '</svg>' "$tmp/roc.svg"; then
+    ok "eval ROC axis from 1/impostor pairs"
+else
+    bad "eval ROC axis from 1/impostor pairs ($(grep -o '<text[^<]*</text>' "$tmp/roc.svg" 2>/dev/null | head -c 300))"
 fi
 expect_error "eval bad threshold" "--threshold"            "$cli" eval --threshold 2 --pairs "$lfw/pairs_2folds.txt" --root "$lfw"
 

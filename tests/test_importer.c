@@ -746,7 +746,11 @@ Test(importer, messages_name_the_problem)
 {
     /* Spot checks of wording that users and the CLI rely on. */
     static const struct { const char *file, *needle; } k[] = {
-        {"unsupported_op_tanh.tflite", "operator 1: unsupported op TANH (builtin 28)"},
+        {"unsupported_op_tanh.tflite", "unsupported op: TANH (builtin 28) at operator 1"},
+        /* Every unsupported op in one message, not only the first. */
+        {"unsupported_several_ops.tflite",
+         "unsupported ops: TANH (builtin 28) at operators 1, 3; custom op 'MyFancyOp' at "
+         "operator 2"},
         {"unsupported_two_subgraphs.tflite", "2 subgraphs"},
         {"malformed_buffer_size_mismatch.tflite",
          "tensor 2 'b': buffer 2 holds 4 bytes, shape [2] float32 needs 8"},

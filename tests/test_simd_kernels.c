@@ -16,6 +16,7 @@
 #include "test_util.h"
 
 #include "facepay/facepay.h"
+#include "fpay_kernel_list.h"
 #include "fpay_simd.h"
 
 #include <criterion/criterion.h>
@@ -32,75 +33,82 @@ static void skip_if_unsupported(fpay_isa isa, const char *family)
                      fpay_cpu_features_get()->summary);
 }
 
-/* Runs the check (the variadic part, which fills res_ for kernel i_) on
- * every kernel of `table` for `isa` and asserts its result. The x86 max
- * pool check keeps its inputs as before: no signed-zero runs. */
-#define FPAY_CHECK_FAMILY_(table, count, isa, family, ...)                        \
-    do {                                                                          \
-        skip_if_unsupported(isa, family);                                         \
-        for (int i_ = 0; i_ < (count); i_++) {                                    \
-            if ((table)[i_].isa != (isa))                                         \
-                continue;                                                         \
-            kc_result res_;                                                       \
-            __VA_ARGS__;                                                          \
-            cr_assert(res_.ok, "%s", res_.msg);                                   \
-            printf("ok %s\n", (table)[i_].name);                                  \
-        }                                                                         \
-    } while (0)
+/* One Criterion test per kernel, named after it (generated from
+ * fpay_kernel_list.h), so that `test_simd_kernels --list | grep NAME` finds
+ * a kernel's test and `--filter 'simd_kernels/NAME'` runs it alone; a kernel
+ * of an ISA this CPU lacks shows as skipped. The variadic part runs the
+ * family's check on kernel i_ into res_. */
+#define FPAY_KERNEL_TEST_(table, count, family, kname, isa, ...)                  \
+    Test(simd_kernels, kname)                                                     \
+    {                                                                             \
+        skip_if_unsupported(FPAY_ISA_##isa, family);                              \
+        int i_ = -1;                                                              \
+        for (int k_ = 0; k_ < (count) && i_ < 0; k_++)                            \
+            if (!strcmp((table)[k_].name, #kname))                                \
+                i_ = k_;                                                          \
+        cr_assert_geq(i_, 0, "%s is not in the dispatch table", #kname);          \
+        kc_result res_;                                                           \
+        __VA_ARGS__;                                                              \
+        cr_assert(res_.ok, "%s", res_.msg);                                       \
+    }
 
-static void check_gemm(fpay_isa isa)
+#define GEMM_TEST_(kname, isa, ...)                                                \
+    FPAY_KERNEL_TEST_(fpay_gemm_ukernels, fpay_gemm_ukernel_count, "gemm", kname, isa, \
+                      kc_check_gemm(&fpay_gemm_ukernels[i_], i_, &res_))
+#define CONV_TEST_(kname, isa, ...)                                                \
+    FPAY_KERNEL_TEST_(fpay_conv_ukernels, fpay_conv_ukernel_count, "conv", kname, isa, \
+                      kc_check_conv(&fpay_conv_ukernels[i_], i_, &res_))
+#define DWCONV_TEST_(kname, isa, ...)                                              \
+    FPAY_KERNEL_TEST_(fpay_dwconv_ukernels, fpay_dwconv_ukernel_count, "dwconv", kname,  \
+                      isa, kc_check_dwconv(&fpay_dwconv_ukernels[i_], i_, &res_))
+/* The x86 max pool check keeps its inputs as before: no signed-zero runs. */
+#define MAXPOOL_TEST_(kname, isa, ...)                                             \
+    FPAY_KERNEL_TEST_(fpay_maxpool_ukernels, fpay_maxpool_ukernel_count, "maxpool",     \
+                      kname, isa,                                                  \
+                      kc_check_maxpool(&fpay_maxpool_ukernels[i_], i_, false, &res_))
+#define RESIZE_TEST_(kname, isa, ...)                                              \
+    FPAY_KERNEL_TEST_(fpay_resize_ukernels, fpay_resize_ukernel_count, "resize", kname,  \
+                      isa, kc_check_resize(&fpay_resize_ukernels[i_], i_, &res_))
+#define WARP_TEST_(kname, isa, ...)                                                \
+    FPAY_KERNEL_TEST_(fpay_warp_ukernels, fpay_warp_ukernel_count, "warp", kname, isa,   \
+                      kc_check_warp(&fpay_warp_ukernels[i_], i_, &res_))
+#define NORMALIZE_TEST_(kname, isa, ...)                                           \
+    FPAY_KERNEL_TEST_(fpay_normalize_ukernels, fpay_normalize_ukernel_count,          \
+                      "normalize", kname, isa,                                     \
+                      kc_check_normalize(&fpay_normalize_ukernels[i_], i_, &res_))
+
+#if defined(FPAY_GEMM_KERNELS)
+FPAY_GEMM_KERNELS(GEMM_TEST_)
+FPAY_CONV_KERNELS(CONV_TEST_)
+FPAY_DWCONV_KERNELS(DWCONV_TEST_)
+FPAY_MAXPOOL_KERNELS(MAXPOOL_TEST_)
+FPAY_RESIZE_KERNELS(RESIZE_TEST_)
+FPAY_WARP_KERNELS(WARP_TEST_)
+FPAY_NORMALIZE_KERNELS(NORMALIZE_TEST_)
+#endif
+
+/* Every kernel of the dispatch tables has its test above: a kernel added
+ * to a table by hand, outside the list, would otherwise go untested. */
+Test(simd_kernels, every_dispatched_kernel_is_in_the_list)
 {
-    FPAY_CHECK_FAMILY_(fpay_gemm_ukernels, fpay_gemm_ukernel_count, isa, "gemm",
-                       kc_check_gemm(&fpay_gemm_ukernels[i_], i_, &res_));
+    int listed = 0;
+#define COUNT_(...) listed++;
+#if defined(FPAY_GEMM_KERNELS)
+    FPAY_GEMM_KERNELS(COUNT_)
+    FPAY_CONV_KERNELS(COUNT_)
+    FPAY_DWCONV_KERNELS(COUNT_)
+    FPAY_MAXPOOL_KERNELS(COUNT_)
+    FPAY_RESIZE_KERNELS(COUNT_)
+    FPAY_WARP_KERNELS(COUNT_)
+    FPAY_NORMALIZE_KERNELS(COUNT_)
+#endif
+#undef COUNT_
+    int dispatched = fpay_gemm_ukernel_count + fpay_conv_ukernel_count +
+                     fpay_dwconv_ukernel_count + fpay_maxpool_ukernel_count +
+                     fpay_resize_ukernel_count + fpay_warp_ukernel_count +
+                     fpay_normalize_ukernel_count;
+    cr_expect_eq(listed, dispatched, "%d kernels listed, %d dispatched", listed, dispatched);
 }
-
-static void check_conv(fpay_isa isa)
-{
-    FPAY_CHECK_FAMILY_(fpay_conv_ukernels, fpay_conv_ukernel_count, isa, "conv",
-                       kc_check_conv(&fpay_conv_ukernels[i_], i_, &res_));
-}
-
-static void check_dwconv(fpay_isa isa)
-{
-    FPAY_CHECK_FAMILY_(fpay_dwconv_ukernels, fpay_dwconv_ukernel_count, isa, "dwconv",
-                       kc_check_dwconv(&fpay_dwconv_ukernels[i_], i_, &res_));
-}
-
-static void check_maxpool(fpay_isa isa)
-{
-    FPAY_CHECK_FAMILY_(fpay_maxpool_ukernels, fpay_maxpool_ukernel_count, isa, "maxpool",
-                       kc_check_maxpool(&fpay_maxpool_ukernels[i_], i_, false, &res_));
-}
-
-static void check_resize(fpay_isa isa)
-{
-    FPAY_CHECK_FAMILY_(fpay_resize_ukernels, fpay_resize_ukernel_count, isa, "resize",
-                       kc_check_resize(&fpay_resize_ukernels[i_], i_, &res_));
-}
-
-static void check_warp(fpay_isa isa)
-{
-    FPAY_CHECK_FAMILY_(fpay_warp_ukernels, fpay_warp_ukernel_count, isa, "warp",
-                       kc_check_warp(&fpay_warp_ukernels[i_], i_, &res_));
-}
-
-static void check_normalize(fpay_isa isa)
-{
-    FPAY_CHECK_FAMILY_(fpay_normalize_ukernels, fpay_normalize_ukernel_count, isa, "normalize",
-                       kc_check_normalize(&fpay_normalize_ukernels[i_], i_, &res_));
-}
-
-/* One test per family and ISA, so a missing ISA shows as skipped. */
-#define FPAY_FAMILY_TESTS_(fam)                                  \
-    Test(simd_kernels, fam##_avx2) { check_##fam(FPAY_ISA_AVX2); } \
-    Test(simd_kernels, fam##_avx512) { check_##fam(FPAY_ISA_AVX512); }
-FPAY_FAMILY_TESTS_(gemm)
-FPAY_FAMILY_TESTS_(conv)
-FPAY_FAMILY_TESTS_(dwconv)
-FPAY_FAMILY_TESTS_(maxpool)
-FPAY_FAMILY_TESTS_(resize)
-FPAY_FAMILY_TESTS_(warp)
-FPAY_FAMILY_TESTS_(normalize)
 
 Test(simd_kernels, isa_selection)
 {
@@ -147,6 +155,46 @@ Test(simd_kernels, isa_selection)
                           ns[j], nr);
         }
     }
+}
+
+/* fpay_cpu_report (what `facepay cpuinfo` prints) tells the same as the
+ * dispatch: the supported ISAs, the chosen one, the GEMM tiles of it. */
+Test(simd_kernels, cpu_report_matches_the_dispatch)
+{
+    char r[4096];
+    unsetenv("FACEPAY_ISA");
+    cr_assert_eq(fpay_cpu_report(r, sizeof r), FPAY_OK, "%s", r);
+    char want[128];
+    snprintf(want, sizeof want, "chosen:    %s (best detected)", fpay_isa_name(fpay_isa_best()));
+    cr_expect(strstr(r, want), "'%s' lacks '%s'", r, want);
+    for (int isa = 0; isa < FPAY_ISA_COUNT_; isa++) {
+        snprintf(want, sizeof want, " %s", fpay_isa_name((fpay_isa)isa));
+        const char *sup = strstr(r, "supported:"), *eol = sup ? strchr(sup, '\n') : NULL;
+        cr_assert(sup && eol);
+        const char *at = strstr(sup, want);
+        cr_expect_eq(at != NULL && at < eol, fpay_isa_supported((fpay_isa)isa),
+                     "%s listed wrongly: %.*s", fpay_isa_name((fpay_isa)isa), (int)(eol - sup),
+                     sup);
+    }
+    const fpay_gemm_ukernel *g = fpay_gemm_select(fpay_isa_best(), 0);
+    cr_expect(g ? strstr(r, g->name) != NULL : strstr(r, "conv 1x1 (GEMM)      reference") != NULL,
+              "%s", r);
+    setenv("FACEPAY_ISA", "ref", 1);
+    cr_assert_eq(fpay_cpu_report(r, sizeof r), FPAY_OK);
+    cr_expect(strstr(r, "chosen:    ref (FACEPAY_ISA)") && strstr(r, "max pool             reference"),
+              "%s", r);
+    setenv("FACEPAY_ISA", "sse9", 1);
+    cr_expect_eq(fpay_cpu_report(r, sizeof r), FPAY_INVALID_ARGUMENT);
+    cr_expect(strstr(r, "FACEPAY_ISA=sse9 is not one of"), "%s", r);
+    unsetenv("FACEPAY_ISA");
+    /* Short buffers are cut, never overrun; none at all is refused. */
+    char tiny[16];
+    memset(tiny, 'x', sizeof tiny);
+    cr_expect_eq(fpay_cpu_report(tiny, 10), FPAY_OK);
+    cr_expect_eq(strlen(tiny), 9);
+    cr_expect_eq(tiny[10], 'x');
+    cr_expect_eq(fpay_cpu_report(NULL, 10), FPAY_INVALID_ARGUMENT);
+    cr_expect_eq(fpay_cpu_report(tiny, 0), FPAY_INVALID_ARGUMENT);
 }
 
 /* A forced ISA the CPU (or build) lacks is a clear session error. */

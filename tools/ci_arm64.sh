@@ -9,11 +9,22 @@
 # package and runs the CLI (version, cpuinfo, embed) and the example
 # (enroll, verify) under qemu.
 #
-#   tools/ci_arm64.sh            (from anywhere; BUILD_DIR overrides build-arm64)
+#   tools/ci_arm64.sh            (from anywhere; BUILD_DIR overrides build-arm64,
+#                                 FACEPAY_MODELS_DIR the models, default models/)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build-arm64}
+models=${FACEPAY_MODELS_DIR:-$root/models}
 cd "$root"
+# The host's compiler settings must not reach the cross compiler: CPATH and
+# C_INCLUDE_PATH would put the host's headers (/usr/include/x86_64-linux-gnu)
+# before the target's, LIBRARY_PATH its libraries, CFLAGS/LDFLAGS its
+# options, PKG_CONFIG_PATH its .pc files (the toolchain file and the make
+# step below set pkg-config's paths themselves).
+unset CPATH C_INCLUDE_PATH LIBRARY_PATH CFLAGS CPPFLAGS LDFLAGS \
+      PKG_CONFIG_PATH PKG_CONFIG_LIBDIR PKG_CONFIG_SYSROOT_DIR
+[[ -f "$models/MobileFaceNet.tflite" ]] ||
+    { echo "ci_arm64: no models in $models (set FACEPAY_MODELS_DIR)" >&2; exit 1; }
 
 for tool in aarch64-linux-gnu-gcc qemu-aarch64 cmake ninja; do
     command -v "$tool" >/dev/null || { echo "ci_arm64: $tool not found" >&2; exit 1; }
@@ -29,7 +40,14 @@ fi
 t0=$(date +%s)
 cmake -S . -B "$build" -G Ninja \
       -DCMAKE_TOOLCHAIN_FILE="$root/cmake/aarch64-linux-gnu.cmake" \
-      -DCMAKE_BUILD_TYPE=Release >/dev/null
+      -DCMAKE_BUILD_TYPE=Release -DFACEPAY_MODELS_DIR="$models" >/dev/null
+# No compile or link line may name a folder of the host's architecture or
+# the host's /usr/local (headers and libraries installed for x86-64 only).
+if ninja -C "$build" -t commands | grep -E -o \
+       '(-I|-isystem |-L)[^ ]*(x86_64-linux-gnu|/usr/local/(include|lib))[^ ]*' | sort -u | grep .; then
+    echo "ci_arm64: FAIL: host include or library paths in the cross build (above)" >&2
+    exit 1
+fi
 t1=$(date +%s)
 ninja -C "$build"
 t2=$(date +%s)
@@ -43,7 +61,6 @@ t3=$(date +%s)
 work=$(mktemp -d "${TMPDIR:-/tmp}/facepay-arm64.XXXXXX")
 if [[ "${KEEP:-0}" != 1 ]]; then trap 'rm -rf "$work"' EXIT; fi
 prefix=$work/prefix
-models=${FACEPAY_MODELS_DIR:-$root/models}
 faces=$root/tests/data/faces
 emu=(qemu-aarch64 -L /usr/aarch64-linux-gnu -E "LD_LIBRARY_PATH=$prefix/lib")
 fail() { echo "ci_arm64: FAIL: $*" >&2; exit 1; }

@@ -56,8 +56,9 @@ fi
 "$prefix/bin/facepay" backends
 
 # ---- the example, against the prefix only. The build tree's libraries must
-# not be found: nothing but $prefix on the paths.
-export PKG_CONFIG_PATH=$libdir/pkgconfig
+# not be found: nothing but $prefix on the paths. PKG_CONFIG_PATH is given
+# on make's command line, as the Makefile's header says, not exported.
+unset PKG_CONFIG_PATH
 export LD_LIBRARY_PATH=$libdir
 unset CMAKE_PREFIX_PATH
 example=$root/docs/examples/terminal
@@ -72,13 +73,15 @@ for kind in shared static; do
     cmake --build "$work/cmake-$kind"
 done
 
-step "example with make + pkg-config, shared and static"
-for kind in shared static; do
+step "example with make + pkg-config, shared, static and shared with RPATH=1"
+for kind in shared static rpath; do
     mkdir -p "$work/make-$kind"
     cp "$example"/terminal.c "$example"/make_nv21.c "$example"/Makefile "$work/make-$kind/"
-    st=0
+    st=0 rp=0
     [[ $kind == static ]] && st=1
-    make -C "$work/make-$kind" STATIC=$st CFLAGS="-O2 -Werror"
+    [[ $kind == rpath ]] && rp=1
+    make -C "$work/make-$kind" PKG_CONFIG_PATH="$libdir/pkgconfig" STATIC=$st RPATH=$rp \
+        CFLAGS="-O2 -Werror"
 done
 
 # Shared builds load libfacepay from the prefix, static ones not at all.
@@ -86,6 +89,11 @@ for b in cmake-shared make-shared; do
     lib=$(ldd "$work/$b/terminal" | awk '/libfacepay/ {print $3}')
     [[ "$lib" == "$libdir"/* ]] || fail "$b/terminal loads libfacepay from '$lib'"
 done
+# RPATH=1: the program finds libfacepay.so.0 in the prefix by itself.
+readelf -d "$work/make-rpath/terminal" | grep -q "R.*PATH.*\[$libdir\]" ||
+    fail "make-rpath/terminal has no rpath to $libdir"
+lib=$(env -u LD_LIBRARY_PATH ldd "$work/make-rpath/terminal" | awk '/libfacepay/ {print $3}')
+[[ "$lib" == "$libdir"/* ]] || fail "make-rpath/terminal without LD_LIBRARY_PATH loads '$lib'"
 for b in cmake-static make-static; do
     if ldd "$work/$b/terminal" | grep -q libfacepay; then
         fail "$b/terminal is meant to be static but needs libfacepay.so"
@@ -128,6 +136,17 @@ else
     "${term[@]}" --enroll "$work/enroll.nv21" "$phone"
 fi
 
+# A refused enrollment (the LFW crop: too blurry for the liveness model)
+# says so and exits non-zero, so that a bring-up script cannot miss it.
+refused=$work/refused.out
+if "$work/cmake-shared/terminal" --db "$db" --key-file "$key" --width "$pw" --height "$ph" \
+    --enroll "$work/pacino.nv21" 13700137000 >"$refused"; then
+    cat "$refused"
+    fail "a refused enrollment exited 0"
+fi
+cat "$refused"
+grep -q '^enrollment: REFUSED' "$refused" || fail "a refused enrollment did not say REFUSED"
+
 expect() { # expect DECISION TERMINAL [ARGS...]
     local want=$1 out
     shift
@@ -135,11 +154,13 @@ expect() { # expect DECISION TERMINAL [ARGS...]
     echo "$out"
     [[ "$out" == "decision: $want"* ]] || fail "$1: want $want"
 }
-for b in cmake-shared cmake-static make-shared make-static; do
-    t=$work/$b/terminal
+for b in cmake-shared cmake-static make-shared make-static make-rpath; do
+    t=("$work/$b/terminal")
+    # RPATH=1 must run without LD_LIBRARY_PATH.
+    [[ $b == make-rpath ]] && t=(env -u LD_LIBRARY_PATH "$work/$b/terminal")
     echo "[$b]"
-    expect APPROVE "$t" --db "$db" --key-file "$key" --width $w --height $h "$work/same.nv21" "$phone"
-    expect DECLINE "$t" --db "$db" --key-file "$key" --width $w --height $h "$work/other.nv21" "$phone"
+    expect APPROVE "${t[@]}" --db "$db" --key-file "$key" --width $w --height $h "$work/same.nv21" "$phone"
+    expect DECLINE "${t[@]}" --db "$db" --key-file "$key" --width $w --height $h "$work/other.nv21" "$phone"
 done
 expect DECLINE "$work/cmake-shared/terminal" --db "$db" --key-file "$key" --width "$pw" \
     --height "$ph" "$work/pacino.nv21" "$phone"

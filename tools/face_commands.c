@@ -3,12 +3,14 @@
  *
  *   facepay detect [OPTIONS] IMAGE [--annotate OUT.png]
  *   facepay embed [OPTIONS] [--whole] [--model PATH] IMAGE
- *   facepay compare [OPTIONS] IMAGE_A IMAGE_B
+ *   facepay compare [OPTIONS] [--threshold T] IMAGE_A IMAGE_B
+ *   facepay align [OPTIONS] IMAGE OUT.png
  *   facepay eval [OPTIONS] --pairs FILE --root DIR [--roc OUT.svg]
  *                [--threshold T]
  *                                            (its code is in face_eval.c)
  *
- * OPTIONS: --models DIR, --backend B, --threads N (eval: workers),
+ * OPTIONS: --models DIR, --backend B, --threads N (threads per session;
+ *          eval: workers, one single-threaded pipeline each),
  *          --profile default|kiosk|mobile, --min-face PX,
  *          --liveness on|off.
  * Failures print one line "facepay: ..." on stderr and exit 1 (2 for usage).
@@ -20,6 +22,7 @@
 
 #include "facepay/facepay.h"
 #include "facepay/pipeline.h"
+#include "facepay/service.h" /* FPAY_DEFAULT_THRESHOLD */
 
 #include <math.h>
 #include <png.h>
@@ -41,8 +44,12 @@ const char *const fpay_face_usage =
     "                          detect, align to 112x112, run MobileFaceNet and\n"
     "                          print the embedding (--whole: resize the whole\n"
     "                          image instead, for tight face crops)\n"
-    "  compare [OPTS] IMAGE_A IMAGE_B\n"
-    "                          cosine score, quality and liveness of each\n"
+    "  compare [OPTS] [--threshold T] IMAGE_A IMAGE_B\n"
+    "                          cosine score, quality and liveness of each, and\n"
+    "                          a same/different verdict at the threshold\n"
+    "  align [OPTS] IMAGE OUT.png\n"
+    "                          write the payer's aligned 112x112 crop (what\n"
+    "                          MobileFaceNet sees) as a PNG\n"
     "  eval [OPTS] --pairs FILE --root DIR [--roc OUT.svg] [--threshold T]\n"
     "                          LFW pairs (View 1 'N' or View 2 'FOLDS N'):\n"
     "                          accuracy, ROC AUC, EER, TAR at FAR 1e-2/1e-3;\n"
@@ -87,10 +94,26 @@ static const struct {
      "                      from its folder\n"
      FACE_OPTS_HELP},
     {"compare",
-     "usage: facepay compare [OPTIONS] IMAGE_A IMAGE_B\n"
+     "usage: facepay compare [OPTIONS] [--threshold T] IMAGE_A IMAGE_B\n"
      "\n"
      "Embeds the payer of both images and prints their cosine similarity,\n"
-     "with the quality and liveness of each capture.\n"
+     "with the quality and liveness of each capture, which capture (if any)\n"
+     "would not be usable for a payment and why, and a verdict: SAME person\n"
+     "when the cosine reaches the threshold, else DIFFERENT. Exit 0 when\n"
+     "both images were read, whatever the verdict.\n"
+     "\n"
+     "  --threshold T       cosine threshold, in (0, 1] (default: the shipped\n"
+     "                      threshold for a false match rate of 1e-4; a\n"
+     "                      database's calibrated threshold: facepay\n"
+     "                      calibrate)\n"
+     FACE_OPTS_HELP},
+    {"align",
+     "usage: facepay align [OPTIONS] IMAGE OUT.png\n"
+     "\n"
+     "Detects the payer, aligns it on its five landmarks and writes the\n"
+     "112x112 RGB crop that MobileFaceNet embeds, as a PNG. Prints the\n"
+     "capture's result; a capture that would be refused is still written.\n"
+     "Fails when no face is found.\n"
      "\n"
      FACE_OPTS_HELP},
     {"eval",
@@ -179,6 +202,15 @@ int fpay_face_parse_opts(int argc, char **argv, opts *o, int want_args, const ch
                                      argv[i]);
             o->threshold = v;
             o->has_threshold = 1;
+        } else if (!strcmp(a, "--threshold") && has && !strcmp(cmd, "compare")) {
+            /* A decision threshold: 0 or below would call everyone the same. */
+            char *end;
+            float v = strtof(argv[++i], &end);
+            if (end == argv[i] || *end || !(v > 0.0f && v <= 1.0f))
+                return fpay_cli_die(EXIT_USAGE, "--threshold wants a cosine in (0, 1], got '%s'",
+                                     argv[i]);
+            o->threshold = v;
+            o->has_threshold = 1;
         } else if (a[0] == '-' && a[1] == '-') {
             return fpay_cli_die(EXIT_USAGE, "%s: unknown or incomplete option '%s'", cmd, a);
         } else {
@@ -205,6 +237,10 @@ int fpay_face_parse_opts(int argc, char **argv, opts *o, int want_args, const ch
         o->cfg.liveness = liveness;
     o->cfg.models_dir = o->models_dir;
     o->cfg.backend = o->backend;
+    /* eval runs --threads pipelines of one thread each; the others run one
+     * pipeline with --threads threads per session. */
+    if (o->workers > 0 && strcmp(cmd, "eval") != 0)
+        o->cfg.threads = o->workers;
     return 0;
 }
 
@@ -215,6 +251,13 @@ static int make_pipeline(const opts *o, const fpay_pipeline_config *cfg, fpay_pi
     if (st != FPAY_OK)
         return fpay_cli_die(1, "%s (%s)", err, fpay_status_str(st));
     return 0;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 static void print_timings(const fpay_timings *t)
@@ -301,6 +344,9 @@ static void fill_rect(fpay_image *im, int x0, int y0, int x1, int y1, const uint
             put_px(im, x, y, c);
 }
 
+/* Width in pixels of text at scale s, its black margin included. */
+static int text_width(const char *text, int s) { return ((int)strlen(text) * 4 + 1) * s; }
+
 static void draw_text(fpay_image *im, int x, int y, int s, const char *text, const uint8_t c[3])
 {
     static const uint8_t bg[3] = {0, 0, 0};
@@ -314,6 +360,22 @@ static void draw_text(fpay_image *im, int x, int y, int s, const char *text, con
                     fill_rect(im, x + (i * 4 + k) * s, y + r * s, x + (i * 4 + k) * s + s - 1,
                               y + r * s + s - 1, c);
     }
+}
+
+/* 8-bit RGB pixels to a PNG file; 0, or the exit code after saying why. */
+static int write_png_rgb(const char *path, const uint8_t *pixels, int width, int height,
+                         int stride)
+{
+    png_image png;
+    memset(&png, 0, sizeof png);
+    png.version = PNG_IMAGE_VERSION;
+    png.width = (png_uint_32)width;
+    png.height = (png_uint_32)height;
+    png.format = PNG_FORMAT_RGB;
+    if (!png_image_write_to_file(&png, path, 0, pixels, stride, NULL))
+        return fpay_cli_die(1, "%s: cannot write PNG (%s)", path, png.message);
+    png_image_free(&png);
+    return 0;
 }
 
 static int write_annotated(const char *path, const fpay_image *img, const fpay_capture *c)
@@ -351,21 +413,25 @@ static int write_annotated(const char *path, const fpay_image *img, const fpay_c
         } else {
             snprintf(label, sizeof label, "face %d", i);
         }
-        int ty = y1 - 8 * s;
-        draw_text(&im, x1 + s, ty < s ? y2 + 3 * s : ty, s, label, i == c->payer ? yellow : red);
+        /* Above the box, else below it, else inside its top; shifted left
+         * (never past the left edge) so that it ends inside the image, and
+         * at a smaller scale when even the whole width is too narrow. */
+        int ts = s;
+        while (ts > 1 && text_width(label, ts) > im.width)
+            ts--;
+        int ty = y1 - 8 * ts;
+        if (ty < ts)
+            ty = y2 + 3 * ts + 6 * ts < im.height ? y2 + 3 * ts : (y1 > 0 ? y1 : 0) + 2 * ts;
+        int tx = x1 + ts;
+        if (tx + text_width(label, ts) > im.width)
+            tx = im.width - text_width(label, ts);
+        if (tx < ts)
+            tx = ts;
+        draw_text(&im, tx, ty, ts, label, i == c->payer ? yellow : red);
     }
-    png_image png;
-    memset(&png, 0, sizeof png);
-    png.version = PNG_IMAGE_VERSION;
-    png.width = (png_uint_32)im.width;
-    png.height = (png_uint_32)im.height;
-    png.format = PNG_FORMAT_RGB;
-    int ok = png_image_write_to_file(&png, path, 0, im.pixels, im.stride, NULL);
+    int rc = write_png_rgb(path, im.pixels, im.width, im.height, im.stride);
     free(im.pixels);
-    if (!ok)
-        return fpay_cli_die(1, "%s: cannot write PNG (%s)", path, png.message);
-    png_image_free(&png);
-    return 0;
+    return rc;
 }
 
 /* ---------------------------------------------------------- detect */
@@ -385,20 +451,13 @@ int fpay_cmd_detect(int argc, char **argv)
         return fpay_cli_die(1, "out of memory");
     if ((rc = make_pipeline(&o, NULL, &p)))
         goto out;
-    double t0 = 0;
-    {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        t0 = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-    }
+    double t0 = now_ms();
     fpay_status st = fpay_image_load_file(o.args[0], &o.cfg.limits, &img, err, sizeof err);
     if (st != FPAY_OK) {
         rc = fpay_cli_die(1, "%s (%s)", err, fpay_status_str(st));
         goto out;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double decode = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6 - t0;
+    double decode = now_ms() - t0;
     if ((st = fpay_pipeline_process_image(p, &img, c)) != FPAY_OK) {
         rc = fpay_cli_die(1, "%s: %s (%s)", o.args[0], fpay_pipeline_errmsg(p),
                            fpay_status_str(st));
@@ -441,11 +500,13 @@ int fpay_cmd_embed(int argc, char **argv)
     char err[512];
     if (!c)
         return fpay_cli_die(1, "out of memory");
+    double t0 = now_ms();
     fpay_status st = fpay_image_load_file(o.args[0], &o.cfg.limits, &img, err, sizeof err);
     if (st != FPAY_OK) {
         rc = fpay_cli_die(1, "%s (%s)", err, fpay_status_str(st));
         goto out;
     }
+    double decode = now_ms() - t0;
     if (o.whole)
         o.cfg.liveness = 0;
     if ((rc = make_pipeline(&o, NULL, &p)))
@@ -473,6 +534,8 @@ int fpay_cmd_embed(int argc, char **argv)
         rc = fpay_cli_die(1, "%s: no face found (for a tight face crop use --whole)", o.args[0]);
         goto out;
     }
+    c->timings.decode = decode;
+    c->timings.total += decode;
     print_capture(o.args[0], c, 0);
     print_embedding(c->embedding, c->embedding_raw_norm);
     print_timings(&c->timings);
@@ -492,6 +555,7 @@ int fpay_cmd_compare(int argc, char **argv)
     if (rc)
         return rc;
     o.cfg.embed_rejected = 1;
+    const float threshold = o.has_threshold ? o.threshold : FPAY_DEFAULT_THRESHOLD;
     fpay_pipeline *p = NULL;
     fpay_capture *c = malloc(2 * sizeof *c);
     if (!c)
@@ -507,16 +571,63 @@ int fpay_cmd_compare(int argc, char **argv)
         print_capture(i ? "B" : "A", &c[i], 0);
         print_timings(&c[i].timings);
     }
-    if (!c[0].has_embedding || !c[1].has_embedding) {
-        rc = fpay_cli_die(1, "no face found in %s", !c[0].has_embedding ? o.args[0] : o.args[1]);
-        goto out;
-    }
+    for (int i = 0; i < 2; i++)
+        if (!c[i].has_embedding) {
+            rc = fpay_cli_die(1, "no face found in %s (%s): nothing to compare", o.args[i],
+                               i ? "B" : "A");
+            goto out;
+        }
     float cos = fpay_embedding_cosine(c[0].embedding, c[1].embedding, FPAY_EMBED_DIM);
     printf("cosine:     %.4f (model %.16s...)\n", cos, c[0].model_sha256);
-    printf("decision:   both captures %s\n",
-           c[0].result == FPAY_FACE_OK && c[1].result == FPAY_FACE_OK
-               ? "usable"
-               : "NOT usable for payment (see results above)");
+    printf("verdict:    %s (cosine %.4f %s threshold %.4f%s)\n",
+           cos >= threshold ? "SAME person" : "DIFFERENT people", cos,
+           cos >= threshold ? ">=" : "<", threshold,
+           o.has_threshold ? ", from --threshold" : ", the shipped default for FMR 1e-4");
+    for (int i = 0; i < 2; i++) {
+        if (c[i].result == FPAY_FACE_OK)
+            printf("capture %s:  usable for payment\n", i ? "B" : "A");
+        else
+            printf("capture %s:  NOT usable for payment: %s (%s)\n", i ? "B" : "A",
+                   fpay_face_result_str(c[i].result), o.args[i]);
+    }
+out:
+    fpay_pipeline_free(p);
+    free(c);
+    return rc;
+}
+
+/* ---------------------------------------------------------- align */
+
+int fpay_cmd_align(int argc, char **argv)
+{
+    opts o;
+    int rc = fpay_face_parse_opts(argc, argv, &o, 2, "align");
+    if (rc)
+        return rc;
+    /* The crop is what is wanted; the embedding and liveness are not. */
+    o.cfg.embed = 0;
+    o.cfg.liveness = 0;
+    fpay_pipeline *p = NULL;
+    fpay_capture *c = malloc(sizeof *c);
+    if (!c)
+        return fpay_cli_die(1, "out of memory");
+    if ((rc = make_pipeline(&o, NULL, &p)))
+        goto out;
+    fpay_status st = fpay_pipeline_process_file(p, o.args[0], c);
+    if (st != FPAY_OK) {
+        rc = fpay_cli_die(1, "%s (%s)", fpay_pipeline_errmsg(p), fpay_status_str(st));
+        goto out;
+    }
+    if (c->payer < 0) {
+        rc = fpay_cli_die(1, "%s: no face found, nothing to align", o.args[0]);
+        goto out;
+    }
+    print_capture(o.args[0], c, 0);
+    if ((rc = write_png_rgb(o.args[1], c->aligned, FPAY_ALIGNED_SIDE, FPAY_ALIGNED_SIDE,
+                            FPAY_ALIGNED_SIDE * 3)))
+        goto out;
+    printf("aligned:    %s (%dx%d RGB, payer's five landmarks on the template)\n", o.args[1],
+           FPAY_ALIGNED_SIDE, FPAY_ALIGNED_SIDE);
 out:
     fpay_pipeline_free(p);
     free(c);

@@ -5,7 +5,7 @@
 /* Usage lines of these commands, for facepay --help. */
 extern const char *const fpay_face_usage;
 
-/* The --help text of detect, embed, compare or eval; NULL for any other
+/* The --help text of detect, embed, compare, align or eval; NULL for any other
  * command. */
 const char *fpay_face_help(const char *cmd);
 
@@ -14,6 +14,7 @@ const char *fpay_face_help(const char *cmd);
 int fpay_cmd_detect(int argc, char **argv);
 int fpay_cmd_embed(int argc, char **argv);
 int fpay_cmd_compare(int argc, char **argv);
+int fpay_cmd_align(int argc, char **argv);
 int fpay_cmd_eval(int argc, char **argv);
 
 #endif

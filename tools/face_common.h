@@ -17,8 +17,9 @@ typedef struct opts {
     const char *backend;
     int workers;
     const char *annotate, *model, *pairs, *root, *roc;
-    int has_threshold;         /* eval --threshold T given */
-    float threshold;           /* eval: also report accuracy at this cosine */
+    int has_threshold;         /* --threshold T given (eval, compare) */
+    float threshold;           /* eval: also report accuracy at this cosine;
+                                  compare: the verdict's threshold */
     int whole;
     const char *args[4];
     int nargs;

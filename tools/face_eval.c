@@ -239,25 +239,38 @@ typedef struct roc_pt {
     float t;
 } roc_pt;
 
-static void write_roc_svg(const char *path, const roc_pt *r, int n, double auc, double eer)
+/* x: log10 FAR from the smallest FAR the impostor pairs can measure (one
+ * accepted impostor: 1/nneg) to 1; below it the curve would be drawn from
+ * no data. A FAR of 0 (no impostor accepted) is drawn at that edge. y: TAR
+ * 0..1 (0.8..1 would hide failures). */
+static void write_roc_svg(const char *path, const roc_pt *r, int n, int nneg, double auc,
+                          double eer)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
         fpay_cli_die(1, "%s: %s", path, strerror(errno));
         return;
     }
-    const double W = 480, H = 400, L = 60, T = 20, PW = 400, PH = 340;
+    const double W = 520, H = 430, L = 64, T = 20, PW = 420, PH = 340;
+    const double lmin = nneg > 1 ? -log10((double)nneg) : -1; /* log10 of the left edge */
     fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
-               "font-family='sans-serif' font-size='11'>\n", W, H);
+               "font-family='sans-serif' font-size='11'>\n<rect width='%.0f' height='%.0f' "
+               "fill='white'/>\n", W, H, W, H);
     fprintf(f, "<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='none' stroke='black'/>\n",
             L, T, PW, PH);
-    /* x: log10 FAR from 1e-4 to 1; y: TAR 0.8 .. 1 would hide failures, so 0..1. */
-    for (int e = -4; e <= 0; e++) {
-        double x = L + (e + 4) / 4.0 * PW;
-        fprintf(f, "<line x1='%.1f' y1='%.0f' x2='%.1f' y2='%.0f' stroke='#ddd'/>"
-                   "<text x='%.1f' y='%.0f' text-anchor='middle'>1e%d</text>\n",
-                x, T, x, T + PH, x, T + PH + 14, e);
+#define ROC_X(lg) (L + ((lg) - lmin) / -lmin * PW)
+    for (int e = (int)ceil(lmin - 1e-9); e <= 0; e++) {
+        double x = ROC_X(e);
+        fprintf(f, "<line x1='%.1f' y1='%.0f' x2='%.1f' y2='%.0f' stroke='#ddd'/>", x, T, x,
+                T + PH);
+        /* The decade labels, unless they would overlap the 1/N one. */
+        if (x - L > 28)
+            fprintf(f, "<text x='%.1f' y='%.0f' text-anchor='middle'>%s%d</text>",
+                    x, T + PH + 14, e ? "1e" : "", e ? e : 1);
+        fputc('\n', f);
     }
+    fprintf(f, "<text x='%.0f' y='%.0f' text-anchor='start'>1/%d</text>\n", L, T + PH + 14,
+            nneg);
     for (int k = 0; k <= 10; k += 2) {
         double y = T + PH - k / 10.0 * PH;
         fprintf(f, "<line x1='%.0f' y1='%.1f' x2='%.0f' y2='%.1f' stroke='#ddd'/>"
@@ -266,16 +279,18 @@ static void write_roc_svg(const char *path, const roc_pt *r, int n, double auc, 
     }
     fprintf(f, "<polyline fill='none' stroke='#c00' stroke-width='1.5' points='");
     for (int i = 0; i < n; i++) {
-        double far = r[i].far < 1e-4 ? 1e-4 : r[i].far;
-        double x = L + (log10(far) + 4) / 4.0 * PW, y = T + PH - r[i].tar * PH;
+        double lg = r[i].far > 0 ? log10(r[i].far) : lmin;
+        double x = ROC_X(lg < lmin ? lmin : lg), y = T + PH - r[i].tar * PH;
         fprintf(f, "%.1f,%.1f ", x, y);
     }
-    fprintf(f, "'/>\n<text x='%.0f' y='%.0f' text-anchor='middle'>false accept rate (log)</text>\n",
-            L + PW / 2, H - 6);
-    fprintf(f, "<text x='14' y='%.0f' transform='rotate(-90 14 %.0f)' text-anchor='middle'>"
-               "true accept rate</text>\n", T + PH / 2, T + PH / 2);
-    fprintf(f, "<text x='%.0f' y='%.0f'>AUC %.4f, EER %.2f%%</text>\n</svg>\n", L + PW - 150,
-            T + PH - 20, auc, 100 * eer);
+#undef ROC_X
+    fprintf(f, "'/>\n<text x='%.0f' y='%.0f' text-anchor='middle'>false accept rate "
+               "(impostor pairs accepted, of %d; log scale from 1/%d)</text>\n",
+            L + PW / 2, T + PH + 34, nneg, nneg);
+    fprintf(f, "<text x='16' y='%.0f' transform='rotate(-90 16 %.0f)' text-anchor='middle'>"
+               "true accept rate (genuine pairs accepted)</text>\n", T + PH / 2, T + PH / 2);
+    fprintf(f, "<text x='%.0f' y='%.0f' text-anchor='end'>AUC %.4f, EER %.2f%%</text>\n</svg>\n",
+            L + PW - 8, T + PH - 12, auc, 100 * eer);
     fclose(f);
 }
 
@@ -456,7 +471,7 @@ int fpay_cmd_eval(int argc, char **argv)
                    : "no folds in the file: folds by pair index, threshold from the other 9; "
                      "use pairsDevTrain to pick a threshold for a clean train/test split");
     if (o.roc) {
-        write_roc_svg(o.roc, roc, nroc, auc, eer);
+        write_roc_svg(o.roc, roc, nroc, nneg, auc, eer);
         printf("ROC:        %s\n", o.roc);
     }
 out:

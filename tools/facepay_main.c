@@ -3,7 +3,7 @@
  *
  *   facepay info MODEL
  *   facepay run [--batch N] [--shape D0,D1,...] [--backend B] MODEL IN.f32... OUT_PREFIX
- *   facepay detect|embed|compare (face_commands.c), eval (face_eval.c)
+ *   facepay detect|embed|compare|align (face_commands.c), eval (face_eval.c)
  *
  * Every failure prints one line "facepay: ..." on stderr and exits non-zero
  * (2 for usage errors, 1 for everything else).
@@ -11,10 +11,10 @@
 #include "cli_util.h"
 #include "facepay/backend.h" /* registry listing: `facepay backends` */
 #include "facepay/facepay.h"
-#include "face_commands.h" /* detect, embed, compare, eval */
+#include "face_commands.h" /* detect, embed, compare, align, eval */
+#include "selftest.h"      /* selftest */
 #include "service_commands.h" /* keygen, enroll, verify, ... (checkout) */
 #include "server/serve.h"   /* serve: the HTTP service */
-#include "fpay_simd.h"     /* `facepay cpuinfo`: detection and kernel tables */
 
 #include <errno.h>
 #include <stdarg.h>
@@ -41,6 +41,8 @@ static const char *const usage_text =
     "                          writes OUT_PREFIX.out<k>.f32 per output\n"
     "  backends                registered backends (version, probe, origin)\n"
     "                          and rejected plugins with the reason\n"
+    "  selftest [MODEL...]     every backend against the reference kernels on\n"
+    "                          the bundled models, PASS/FAIL per line\n"
     "  cpuinfo                 detected CPU features, the ISA FACEPAY_ISA or\n"
     "                          detection chooses, and the kernel per family\n"
     "  version                 version and build id\n"
@@ -101,6 +103,8 @@ static const char *command_help_text(const char *cmd)
     for (size_t i = 0; i < sizeof command_help / sizeof command_help[0]; i++)
         if (!strcmp(cmd, command_help[i].cmd))
             return command_help[i].text;
+    if (!strcmp(cmd, "selftest"))
+        return fpay_selftest_help;
     return fpay_face_help(cmd);
 }
 
@@ -386,51 +390,18 @@ static int cmd_backends(int argc, char **argv)
 }
 
 /* `facepay cpuinfo`: what detection found and which kernel each family
- * uses on the chosen ISA ("reference" where none applies). */
+ * uses on the chosen ISA ("reference" where none applies), as the library
+ * reports it. */
 static int cmd_cpuinfo(int argc, char **argv)
 {
     (void)argv;
     if (argc != 0)
         return fpay_cli_die(EXIT_USAGE, "cpuinfo takes no arguments");
-    const fpay_cpu_features *f = fpay_cpu_features_get();
-    printf("detected:  %s (OS saves YMM: %s, ZMM/opmask: %s)\n", f->summary,
-           f->os_ymm ? "yes" : "no", f->os_zmm ? "yes" : "no");
-    printf("supported:");
-    for (int i = 0; i < FPAY_ISA_COUNT_; i++)
-        if (fpay_isa_supported((fpay_isa)i))
-            printf(" %s", fpay_isa_name((fpay_isa)i));
-    printf("\n");
-    fpay_isa isa;
-    char err[256];
-    if (fpay_cpu_choose_isa(&isa, err, sizeof err) != 0)
-        return fpay_cli_die(1, "%s", err);
-    const char *env = getenv("FACEPAY_ISA");
-    printf("chosen:    %s (%s)\n", fpay_isa_name(isa),
-           env && *env ? "FACEPAY_ISA" : "best detected");
-    const fpay_gemm_ukernel *g = fpay_gemm_select(isa, 0);
-    const fpay_conv_ukernel *c = fpay_conv_select(isa);
-    const fpay_dwconv_ukernel *d1 = fpay_dwconv_select(isa, 3, 3, 1, 1);
-    const fpay_dwconv_ukernel *d2 = fpay_dwconv_select(isa, 3, 3, 2, 2);
-    const fpay_dwconv_ukernel *dg = fpay_dwconv_select(isa, 7, 7, 1, 1);
-    const fpay_pool_ukernel *mp = fpay_maxpool_select(isa);
-    const char *ref = "reference";
-    printf("kernels:\n");
-    /* GEMM tiles: per layer, the widest whose nr divides the channels. */
-    char tiles[256] = "";
-    for (int i = 0; i < fpay_gemm_ukernel_count; i++)
-        if (fpay_gemm_ukernels[i].isa == isa)
-            snprintf(tiles + strlen(tiles), sizeof tiles - strlen(tiles), "%s%s",
-                     tiles[0] ? ", " : "", fpay_gemm_ukernels[i].name);
-    printf("  conv 1x1 (GEMM)      %s\n", g ? tiles : ref);
-    printf("  fully connected      %s\n", g ? tiles : ref);
-    if (g)
-        printf("  (GEMM: per layer, the widest tile dividing its channels, else the least padding)\n");
-    printf("  conv KxK (direct)    %s\n", c ? c->name : ref);
-    printf("  dwconv 3x3 s1        %s\n", d1 ? d1->name : ref);
-    printf("  dwconv 3x3 s2        %s\n", d2 ? d2->name : ref);
-    printf("  dwconv other (7x7)   %s\n", dg ? dg->name : ref);
-    printf("  max pool             %s\n", mp ? mp->name : ref);
-    printf("  everything else      reference\n");
+    char report[4096];
+    fpay_status st = fpay_cpu_report(report, sizeof report);
+    fputs(report, stdout);
+    if (st != FPAY_OK)
+        return fpay_cli_die(1, "cpuinfo: %s", fpay_status_str(st));
     return 0;
 }
 
@@ -466,10 +437,14 @@ int main(int argc, char **argv)
         return fpay_cmd_detect(argc - 2, argv + 2);
     if (!strcmp(cmd, "compare"))
         return fpay_cmd_compare(argc - 2, argv + 2);
+    if (!strcmp(cmd, "align"))
+        return fpay_cmd_align(argc - 2, argv + 2);
     if (!strcmp(cmd, "eval"))
         return fpay_cmd_eval(argc - 2, argv + 2);
     if (!strcmp(cmd, "backends"))
         return cmd_backends(argc - 2, argv + 2);
+    if (!strcmp(cmd, "selftest"))
+        return fpay_cmd_selftest(argc - 2, argv + 2);
     if (!strcmp(cmd, "cpuinfo"))
         return cmd_cpuinfo(argc - 2, argv + 2);
     if (!strcmp(cmd, "version")) {

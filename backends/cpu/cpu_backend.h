@@ -15,11 +15,18 @@ fpay_status fpay_cpu_run_node(const fpay_exec_ctx *ctx, int index, char *err,
                               size_t err_len);
 
 /* Per-session state of prepare (cpu_fast.c): chosen ISA, packed weights,
- * kernel per node, thread pool. */
+ * kernel per node, thread pool. None of it depends on the input shapes: a
+ * session prepares it once and keeps it over reshapes. */
 typedef struct fpay_cpu_state fpay_cpu_state;
 fpay_status fpay_cpu_prepare(const fpay_graph *graph, const bool *mine, int threads,
                              void **state, char *err, size_t err_len);
+/* Prepares the nodes of mine (NULL: all) that state has not prepared yet
+ * (a new partition may give the CPU nodes it did not run before). */
+fpay_status fpay_cpu_prepare_more(void *state, const fpay_graph *graph, const bool *mine,
+                                  char *err, size_t err_len);
 void fpay_cpu_release(void *state);
+/* How many nodes' constant weights state has packed (each once). */
+long fpay_cpu_state_packs(const fpay_cpu_state *s);
 /* Runs node index on its SIMD kernel; false if it has none (run the
  * reference kernel). */
 bool fpay_cpu_fast_run(fpay_cpu_state *s, const fpay_exec_ctx *ctx, int index);

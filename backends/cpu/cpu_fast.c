@@ -1,14 +1,19 @@
 /*
  * cpu_fast.c - the CPU backend's prepare/release and its SIMD path.
  *
- * prepare (once per session and shape): choose the ISA (FACEPAY_ISA or the
- * best the CPU has), and for every node a SIMD kernel applies to, pick the
- * kernel and pack its weights for that kernel's tile, with bias and PReLU
- * slopes padded so the kernels load whole vectors. The state is per session,
- * so sessions of one model never share mutable memory. run_node then runs
- * the SIMD kernel, split over the session's threads, or returns false and
- * the reference kernel runs (cpu_backend.c). With FACEPAY_ISA=ref no node
- * gets a SIMD kernel: exactly the reference behaviour.
+ * prepare (once per session): choose the ISA (FACEPAY_ISA or the best the
+ * CPU has), start the thread pool, and for every node a SIMD kernel applies
+ * to, pick the kernel and pack its weights for that kernel's tile, with bias
+ * and PReLU slopes padded so the kernels load whole vectors. Nothing of it
+ * depends on the input shapes (kernel choice and packing read only weight
+ * shapes, strides and dtypes; the pads, the only shape-dependent attribute,
+ * are read at run time), so a session keeps one state over every reshape;
+ * fpay_cpu_prepare_more prepares nodes a new partition gives the CPU for the
+ * first time. The state is per session, so sessions of one model never
+ * share mutable memory. run_node then runs the SIMD kernel, split over the
+ * session's threads, or returns false and the reference kernel runs
+ * (cpu_backend.c). With FACEPAY_ISA=ref no node gets a SIMD kernel: exactly
+ * the reference behaviour.
  */
 #include "cpu_backend.h"
 
@@ -38,6 +43,7 @@ typedef struct fast_node {
     int out_c, k, nr, taps;        /* packing geometry (taps: depthwise) */
     bool dynamic;                  /* weights computed at run time (an
                                       unoptimised graph): repacked per run */
+    bool prepared;                 /* prepare_node has seen it */
 } fast_node;
 
 struct fpay_cpu_state {
@@ -45,6 +51,7 @@ struct fpay_cpu_state {
     fpay_threadpool *pool; /* NULL with one thread */
     int n_nodes;
     fast_node *nodes;
+    long packs;            /* nodes whose constant weights were packed */
 };
 
 static float *alloc_floats(size_t n)
@@ -131,6 +138,7 @@ static const fpay_gemm_ukernel *gemm_select(fpay_isa isa, int n)
 static fpay_status prepare_node(const fpay_graph *g, int i, fpay_isa isa, fast_node *f)
 {
     const fpay_node *n = &g->nodes[i];
+    f->prepared = true;
     if (!eligible(g, n))
         return FPAY_OK;
     const fpay_tensor *x = &g->tensors[n->inputs[0]];
@@ -146,6 +154,9 @@ static fpay_status prepare_node(const fpay_graph *g, int i, fpay_isa isa, fast_n
         const fpay_conv_attr *a = &n->attr.conv;
         out_c = (int)w->dims[0];
         k = (int)(w->dims[1] * w->dims[2] * w->dims[3]);
+        /* The pads come from shape inference, but a 1x1 kernel at stride 1
+         * has none at any input shape (SAME and VALID alike): the choice
+         * holds for every shape. */
         bool pointwise = w->dims[1] == 1 && w->dims[2] == 1 && a->stride_h == 1 &&
                          a->stride_w == 1 && !a->pad_top && !a->pad_left &&
                          !a->pad_bottom && !a->pad_right;
@@ -189,6 +200,34 @@ static fpay_status prepare_node(const fpay_graph *g, int i, fpay_isa isa, fast_n
     return FPAY_OK;
 }
 
+/* Prepares the nodes of mine (NULL: all) not prepared yet. */
+static fpay_status prepare_nodes(fpay_cpu_state *s, const fpay_graph *g, const bool *mine)
+{
+    if (s->isa == FPAY_ISA_REF)
+        return FPAY_OK;
+    for (int i = 0; i < g->n_nodes && i < s->n_nodes; i++) {
+        if ((mine && !mine[i]) || s->nodes[i].prepared)
+            continue;
+        if (prepare_node(g, i, s->isa, &s->nodes[i]) != FPAY_OK)
+            return FPAY_OUT_OF_MEMORY;
+        s->packs += s->nodes[i].kind != FAST_NONE && s->nodes[i].kind != FAST_MAXPOOL &&
+                    !s->nodes[i].dynamic;
+    }
+    return FPAY_OK;
+}
+
+fpay_status fpay_cpu_prepare_more(void *state, const fpay_graph *g, const bool *mine,
+                                  char *err, size_t err_len)
+{
+    if (prepare_nodes(state, g, mine) != FPAY_OK) {
+        fpay_set_err(err, err_len, "out of memory packing weights");
+        return FPAY_OUT_OF_MEMORY;
+    }
+    return FPAY_OK;
+}
+
+long fpay_cpu_state_packs(const fpay_cpu_state *s) { return s ? s->packs : 0; }
+
 void fpay_cpu_release(void *state)
 {
     fpay_cpu_state *s = state;
@@ -220,14 +259,10 @@ fpay_status fpay_cpu_prepare(const fpay_graph *g, const bool *mine, int threads,
     s->isa = isa;
     s->n_nodes = g->n_nodes;
     if (isa != FPAY_ISA_REF) {
-        for (int i = 0; i < g->n_nodes; i++) {
-            if (mine && !mine[i])
-                continue;
-            if (prepare_node(g, i, isa, &s->nodes[i]) != FPAY_OK) {
-                fpay_cpu_release(s);
-                fpay_set_err(err, err_len, "out of memory packing weights");
-                return FPAY_OUT_OF_MEMORY;
-            }
+        if (prepare_nodes(s, g, mine) != FPAY_OK) {
+            fpay_cpu_release(s);
+            fpay_set_err(err, err_len, "out of memory packing weights");
+            return FPAY_OUT_OF_MEMORY;
         }
         /* The reference kernels are single-threaded: a pool only helps the
          * SIMD path. */

@@ -1,11 +1,14 @@
 /*
- * vk_device.c - the Vulkan loader (dlopen, no link-time dependency) and the
- * device choice shared by the probe and every session.
+ * vk_device.c - the Vulkan loader (dlopen, no link-time dependency), the
+ * driver libraries it brings in (kept resident, below) and the device choice
+ * shared by the probe and every session.
  */
+#define _GNU_SOURCE /* dl_iterate_phdr, RTLD_NOLOAD, RTLD_NODELETE */
 #include "vk_internal.h"
 
 #include <ctype.h>
 #include <dlfcn.h>
+#include <link.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +97,89 @@ static bool contains_nocase(const char *hay, const char *needle)
     return n == 0;
 }
 
+/*
+ * Driver libraries stay loaded for the life of the process.
+ *
+ * The loader dlopens the ICDs (and their dependencies) in vkCreateInstance
+ * and dlcloses them in vkDestroyInstance. Drivers keep process-lifetime
+ * state that they never free because they expect to live until exit: Mesa
+ * 22.3's CPU detection (util_cpu_detect, once per load of libvulkan_lvp.so
+ * and libvulkan_radeon.so) reallocs a 128-byte L3 affinity mask into a
+ * static on AMD Zen CPUs whose CPUID reports the L3 topology. Unloading the
+ * driver loses that pointer, so every create/destroy cycle leaks it again
+ * (LeakSanitizer: "128 bytes ... realloc (<unknown module>)"), and each
+ * reload repeats the driver's start-up work. So the objects that first
+ * appear during our vkCreateInstance are promoted to RTLD_NODELETE: later
+ * instances reuse the loaded driver, and its statics stay reachable. The
+ * snapshot is taken under a lock so that our own concurrent creations do
+ * not race; a library another thread of the host loads in that window
+ * would be kept too, which costs only its mapping.
+ */
+typedef struct {
+    char **names;
+    size_t n, cap;
+    bool oom;
+} so_list;
+
+static int collect_object(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    so_list *l = arg;
+    if (!info->dlpi_name || !info->dlpi_name[0] || l->oom)
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        char **grown = realloc(l->names, cap * sizeof *grown);
+        if (!grown) {
+            l->oom = true;
+            return 0;
+        }
+        l->names = grown;
+        l->cap = cap;
+    }
+    l->names[l->n] = strdup(info->dlpi_name);
+    if (!l->names[l->n])
+        l->oom = true;
+    else
+        l->n++;
+    return 0;
+}
+
+static void so_list_free(so_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->names[i]);
+    free(l->names);
+    memset(l, 0, sizeof *l);
+}
+
+static bool so_list_has(const so_list *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->names[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Promotes every object loaded now but not in `before` to RTLD_NODELETE.
+ * RTLD_NOLOAD never loads anything; the extra reference is dropped again,
+ * the flag stays. Best effort: a failure only means the old behaviour. */
+static void keep_new_objects_resident(const so_list *before)
+{
+    so_list now = {0};
+    dl_iterate_phdr(collect_object, &now);
+    for (size_t i = 0; i < now.n; i++) {
+        if (so_list_has(before, now.names[i]))
+            continue;
+        void *h = dlopen(now.names[i], RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+        if (h)
+            dlclose(h);
+    }
+    so_list_free(&now);
+}
+
+static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
+
 fpay_status fpay_vk_create_instance(vk_fns *f, VkInstance *inst, char *why, size_t why_len)
 {
     *inst = VK_NULL_HANDLE;
@@ -122,7 +208,14 @@ fpay_status fpay_vk_create_instance(vk_fns *f, VkInstance *inst, char *why, size
         .sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
         .pApplicationInfo = &app,
     };
+    so_list before = {0};
+    pthread_mutex_lock(&create_lock);
+    dl_iterate_phdr(collect_object, &before);
     VkResult r = create(&ci, NULL, inst);
+    if (r == VK_SUCCESS && !before.oom)
+        keep_new_objects_resident(&before);
+    pthread_mutex_unlock(&create_lock);
+    so_list_free(&before);
     if (r != VK_SUCCESS) {
         *inst = VK_NULL_HANDLE;
         fpay_backend_set_err(why, why_len, "vkCreateInstance: %s%s", fpay_vk_result_str(r),

@@ -4,7 +4,8 @@
  * through fpay_backend_register (plugins, test doubles); registration checks
  * the ABI strictly and rejects with a reason. */
 #include "cpu_backend.h"
-#include "graph.h"
+#include "facepay/backend.h"
+#include "status.h"
 #include "plugin_loader.h"
 
 #include <pthread.h>

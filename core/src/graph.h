@@ -8,19 +8,10 @@
 #define FACEPAY_GRAPH_H
 
 #include "facepay/backend.h"
+#include "status.h" /* fpay_set_err */
 
 #include <stdarg.h>
-#include <stdio.h>
 
-/* Error reporting used all through the core: one line into a caller buffer. */
-void fpay_set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Opens path for reading only when it is a regular file: a FIFO without a
- * writer, a device or a directory would block or never end. The open does
- * not block (O_NONBLOCK). Returns 0 and *out, or an errno value, or -1 for
- * "not a regular file". Also used by the command-line tools. */
-int fpay_open_regular(const char *path, FILE **out);
 
 void fpay_graph_init(fpay_graph *g);
 void fpay_graph_free(fpay_graph *g);

@@ -53,8 +53,13 @@ fpay_status fpay_memplan_build(const fpay_graph *g, size_t *offsets,
                 last[t] = i;
         }
     }
+    /* Graph outputs live to the end, and so do graph inputs: the caller set
+     * them once and may run again on them, so no later tensor may take
+     * their memory. */
     for (int i = 0; i < g->n_outputs; i++)
         last[g->outputs[i]] = g->n_nodes;
+    for (int i = 0; i < g->n_inputs; i++)
+        last[g->inputs[i]] = g->n_nodes;
 
     int ns = 0;
     for (int t = 0; t < nt; t++) {

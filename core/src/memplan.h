@@ -9,7 +9,9 @@
 /* Assigns every non-constant tensor that the graph uses (inputs, node
  * outputs) an offset in one arena such that tensors alive at the same time
  * never overlap. A tensor lives from the node that writes it (graph inputs:
- * from the start) to the last node that reads it (graph outputs: to the end).
+ * from the start) to the last node that reads it; graph outputs and graph
+ * inputs live to the end, so a session can run again on the input it was
+ * given without the caller setting it again.
  * offsets[t] is FPAY_MEMPLAN_NONE for constants and unused tensors. Offsets
  * are 64-byte aligned. Greedy by size, as TFLite's planner: the largest
  * tensor is placed first at the lowest offset that fits. */

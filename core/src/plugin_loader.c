@@ -26,7 +26,8 @@
  */
 #define _XOPEN_SOURCE 700 /* realpath */
 
-#include "graph.h"
+#include "facepay/backend.h"
+#include "status.h"
 #include "plugin_loader.h"
 
 #include <ctype.h>

@@ -3,8 +3,12 @@
  *
  * The session clones the model's graph (sharing constants), so each session
  * may have its own batch size and input shapes. Every reshape re-runs shape
- * inference, re-partitions nodes between the chosen backend and the CPU
- * fallback, re-plans the arena and re-prepares the backend.
+ * inference; what depends on the input shapes (the partition between the
+ * chosen backend and the CPU fallback, the arena, the chosen backend's
+ * prepare) is a plan, kept in a small cache keyed by the input shapes, so
+ * going back to shapes seen before (MTCNN's pyramid levels, recurring batch
+ * sizes) costs only the shape inference. The CPU backend's state (ISA,
+ * packed weights, thread pool) does not depend on shapes: one per session.
  */
 #include "cpu_backend.h"
 #include "memplan.h"
@@ -37,75 +41,207 @@ void fpay_session_options_init(fpay_session_options *o)
     o->threads = 1;
 }
 
-static void release_plan(fpay_session *s)
+static void plan_free(fpay_session *s, fpay_plan *p)
 {
-    if (s->backend_state && s->backend->release)
-        s->backend->release(s->backend_state);
-    s->backend_state = NULL;
-    if (s->cpu_state)
-        fpay_cpu_backend()->release(s->cpu_state);
-    s->cpu_state = NULL;
-    free(s->arena);
-    s->arena = NULL;
-    s->arena_size = 0;
+    if (p->backend_state && s->backend->release)
+        s->backend->release(p->backend_state);
+    free(p->arena);
+    free(p->dims);
+    free(p->ranks);
+    free(p->node_backend);
+    free(p->mine);
+    free(p->buffers);
+    memset(p, 0, sizeof *p);
 }
 
-/* Shapes, partition, arena, backend preparation: everything that depends on
- * the input shapes. */
+/* Does p hold the graph's current input shapes? */
+static bool plan_matches(const fpay_graph *g, const fpay_plan *p)
+{
+    for (int i = 0; i < g->n_inputs; i++) {
+        const fpay_tensor *t = &g->tensors[g->inputs[i]];
+        if (p->ranks[i] != t->rank ||
+            memcmp(p->dims[i], t->dims, (size_t)t->rank * sizeof(int64_t)) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* Drops least recently used plans other than keep while there are more
+ * than FPAY_SESSION_MAX_PLANS or the others' arenas exceed
+ * FPAY_SESSION_MAX_PLAN_BYTES; returns where keep is then (plans move). */
+static fpay_plan *plans_evict(fpay_session *s, fpay_plan *keep)
+{
+    for (;;) {
+        size_t bytes = 0;
+        int victim = -1;
+        for (int i = 0; i < s->n_plans; i++) {
+            if (&s->plans[i] == keep)
+                continue;
+            bytes += s->plans[i].arena_size;
+            if (victim < 0 || s->plans[i].used < s->plans[victim].used)
+                victim = i;
+        }
+        if (victim < 0 ||
+            (s->n_plans <= FPAY_SESSION_MAX_PLANS && bytes <= FPAY_SESSION_MAX_PLAN_BYTES))
+            return keep;
+        plan_free(s, &s->plans[victim]);
+        fpay_plan *last = &s->plans[--s->n_plans];
+        if (victim != s->n_plans) {
+            s->plans[victim] = *last;
+            memset(last, 0, sizeof *last);
+            if (keep == last)
+                keep = &s->plans[victim];
+        }
+    }
+}
+
+/* Partition and arena for the graph's current shapes, into p (zeroed), and
+ * the CPU state extended to the nodes the partition gives the CPU (the
+ * chosen backend's own prepare is prepare_backend's). */
+static fpay_status plan_build(fpay_session *s, fpay_plan *p)
+{
+    fpay_graph *g = &s->graph;
+    const fpay_backend_iface *cpu = fpay_cpu_backend();
+    size_t nt = (size_t)g->n_tensors + 1, nn = (size_t)g->n_nodes + 1;
+    size_t *offsets = calloc(nt, sizeof(size_t));
+    p->dims = calloc((size_t)g->n_inputs + 1, sizeof *p->dims);
+    p->ranks = calloc((size_t)g->n_inputs + 1, sizeof *p->ranks);
+    p->buffers = calloc(nt, sizeof(void *));
+    p->node_backend = calloc(nn, sizeof(void *));
+    p->mine = calloc(nn, sizeof(bool));
+    if (!offsets || !p->dims || !p->ranks || !p->buffers || !p->node_backend || !p->mine) {
+        free(offsets);
+        return fail(s, FPAY_OUT_OF_MEMORY, "session: out of memory");
+    }
+    for (int i = 0; i < g->n_inputs; i++) {
+        const fpay_tensor *t = &g->tensors[g->inputs[i]];
+        p->ranks[i] = t->rank;
+        memcpy(p->dims[i], t->dims, sizeof p->dims[i]);
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        bool theirs = s->backend != cpu && s->backend->supports_node(g, i);
+        p->node_backend[i] = theirs ? s->backend : cpu;
+        p->mine[i] = theirs || s->backend == cpu;
+    }
+
+    fpay_status st = fpay_memplan_build(g, offsets, &p->arena_size);
+    if (st) {
+        free(offsets);
+        return fail(s, st, "memory plan: %s", fpay_status_str(st));
+    }
+    p->arena = aligned_alloc(64, p->arena_size ? p->arena_size : 64);
+    if (!p->arena) {
+        free(offsets);
+        return fail(s, FPAY_OUT_OF_MEMORY, "cannot allocate a %zu-byte arena", p->arena_size);
+    }
+    /* Deterministic contents: a kernel that reads an unwritten cell would
+     * show up as a stable wrong answer, not as noise. */
+    memset(p->arena, 0, p->arena_size ? p->arena_size : 64);
+    for (int t = 0; t < g->n_tensors; t++) {
+        if (g->tensors[t].flags & FPAY_TENSOR_CONST)
+            p->buffers[t] = (void *)g->tensors[t].data;
+        else if (offsets[t] != FPAY_MEMPLAN_NONE)
+            p->buffers[t] = p->arena + offsets[t];
+        else
+            p->buffers[t] = NULL;
+    }
+    free(offsets);
+    char msg[224] = "";
+    /* The CPU backend's state is the session's: made once, for every shape.
+     * When it is the fallback of another backend, the nodes this partition
+     * gives it get its prepared (SIMD) kernels too, so a node computes the
+     * same bits whichever backend was asked for. */
+    bool *cpu_nodes = calloc(nn, sizeof(bool));
+    if (!cpu_nodes)
+        return fail(s, FPAY_OUT_OF_MEMORY, "session: out of memory");
+    for (int i = 0; i < g->n_nodes; i++)
+        cpu_nodes[i] = p->node_backend[i] == cpu;
+    st = s->cpu_state
+             ? fpay_cpu_prepare_more(s->cpu_state, g, cpu_nodes, msg, sizeof msg)
+             : cpu->prepare(g, cpu_nodes, s->threads, &s->cpu_state, msg, sizeof msg);
+    free(cpu_nodes);
+    if (st)
+        return fail(s, st, "backend cpu: %s", msg);
+    return FPAY_OK;
+}
+
+/* The chosen backend's prepare for p, unless it is the CPU (whose state is
+ * the session's) or p has it already. */
+static fpay_status prepare_backend(fpay_session *s, fpay_plan *p)
+{
+    if (s->backend == fpay_cpu_backend() || !s->backend->prepare || p->backend_state)
+        return FPAY_OK;
+    char msg[224] = "";
+    fpay_status st =
+        s->backend->prepare(&s->graph, p->mine, s->threads, &p->backend_state, msg, sizeof msg);
+    if (st)
+        return fail(s, st, "backend %s: %s", s->backend->name, msg);
+    return FPAY_OK;
+}
+
+/* A backend other than the CPU keeps its prepared state for the current
+ * plan only: it may hold a device context (the Vulkan plugin's: device,
+ * uploaded weights), and released before the next prepare it is parked and
+ * taken back, as before plans were cached. */
+static void leave_current(fpay_session *s)
+{
+    if (s->cur && s->cur->backend_state && s->backend->release)
+        s->backend->release(s->cur->backend_state);
+    if (s->cur)
+        s->cur->backend_state = NULL;
+}
+
+/* Shapes (inferred again at every call: cheap, and every shape is checked),
+ * then the plan of those shapes: from the cache when they were seen before,
+ * else built and cached. */
 static fpay_status plan(fpay_session *s)
 {
     fpay_graph *g = &s->graph;
-    release_plan(s);
     s->has_run = false;
     char msg[224] = "";
     fpay_status st = fpay_graph_infer_shapes(g, msg, sizeof msg);
     if (st)
         return fail(s, st, "%s", msg);
-
-    const fpay_backend_iface *cpu = fpay_cpu_backend();
-    for (int i = 0; i < g->n_nodes; i++) {
-        bool theirs = s->backend != cpu && s->backend->supports_node(g, i);
-        s->node_backend[i] = theirs ? s->backend : cpu;
-        s->mine[i] = theirs || s->backend == cpu;
+    s->clock++;
+    for (int i = 0; i < s->n_plans; i++)
+        if (plan_matches(g, &s->plans[i])) {
+            if (s->cur != &s->plans[i])
+                leave_current(s);
+            s->cur = &s->plans[i];
+            s->cur->used = s->clock;
+            s->plan_hits++;
+            return prepare_backend(s, s->cur);
+        }
+    leave_current(s);
+    /* Built in the spare slot, so a failure leaves the current plan in the
+     * cache (a plugin's state, released above, is prepared again when the
+     * caller's shapes are restored); eviction comes after. */
+    fpay_plan *p = &s->plans[s->n_plans];
+    st = plan_build(s, p);
+    if (st == FPAY_OK)
+        st = prepare_backend(s, p);
+    if (st) {
+        plan_free(s, p);
+        return st;
     }
-
-    if ((st = fpay_memplan_build(g, s->offsets, &s->arena_size)))
-        return fail(s, st, "memory plan: %s", fpay_status_str(st));
-    s->arena = aligned_alloc(64, s->arena_size ? s->arena_size : 64);
-    if (!s->arena)
-        return fail(s, FPAY_OUT_OF_MEMORY, "cannot allocate a %zu-byte arena",
-                    s->arena_size);
-    /* Deterministic contents: a kernel that reads an unwritten cell would
-     * show up as a stable wrong answer, not as noise. */
-    memset(s->arena, 0, s->arena_size ? s->arena_size : 64);
-    for (int t = 0; t < g->n_tensors; t++) {
-        if (g->tensors[t].flags & FPAY_TENSOR_CONST)
-            s->buffers[t] = (void *)g->tensors[t].data;
-        else if (s->offsets[t] != FPAY_MEMPLAN_NONE)
-            s->buffers[t] = s->arena + s->offsets[t];
-        else
-            s->buffers[t] = NULL;
-    }
-    if (s->backend->prepare) {
-        st = s->backend->prepare(g, s->mine, s->threads, &s->backend_state, msg,
-                                 sizeof msg);
-        if (st)
-            return fail(s, st, "backend %s: %s", s->backend->name, msg);
-    }
-    if (s->backend != cpu) {
-        /* Fallback nodes get the CPU backend's prepared (SIMD) kernels too,
-         * so a node computes the same bits whichever backend was asked for. */
-        bool *fallback = calloc((size_t)g->n_nodes + 1, sizeof(bool));
-        if (!fallback)
-            return fail(s, FPAY_OUT_OF_MEMORY, "session: out of memory");
-        for (int i = 0; i < g->n_nodes; i++)
-            fallback[i] = !s->mine[i];
-        st = cpu->prepare(g, fallback, s->threads, &s->cpu_state, msg, sizeof msg);
-        free(fallback);
-        if (st)
-            return fail(s, st, "backend cpu: %s", msg);
-    }
+    s->n_plans++;
+    s->plans_built++;
+    p->used = s->clock;
+    s->cur = plans_evict(s, p);
     return FPAY_OK;
+}
+
+void fpay_session_get_stats(const fpay_session *s, fpay_session_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    if (!s)
+        return;
+    st->plans_built = s->plans_built;
+    st->plan_hits = s->plan_hits;
+    st->plans_cached = s->n_plans;
+    for (int i = 0; i < s->n_plans; i++)
+        st->plan_bytes += s->plans[i].arena_size;
+    st->weight_packs = fpay_cpu_state_packs(s->cpu_state);
 }
 
 /* "auto": $FACEPAY_BACKEND when set; else the last registered accelerator
@@ -179,15 +315,7 @@ fpay_status fpay_session_create(const fpay_model *model,
     s->threads = opts->threads ? opts->threads : 1;
     fpay_status st = fpay_graph_clone_shallow(&s->graph, &model->graph);
     if (st == FPAY_OK) {
-        size_t nt = (size_t)s->graph.n_tensors + 1, nn = (size_t)s->graph.n_nodes + 1;
-        s->offsets = calloc(nt, sizeof(size_t));
-        s->buffers = calloc(nt, sizeof(void *));
-        s->node_backend = calloc(nn, sizeof(void *));
-        s->mine = calloc(nn, sizeof(bool));
-        if (!s->offsets || !s->buffers || !s->node_backend || !s->mine)
-            st = fail(s, FPAY_OUT_OF_MEMORY, "session: out of memory");
-        else
-            st = plan(s);
+        st = plan(s);
     } else {
         fail(s, st, "session: out of memory");
     }
@@ -204,13 +332,11 @@ void fpay_session_free(fpay_session *s)
 {
     if (!s)
         return;
-    if (s->backend)
-        release_plan(s);
+    for (int i = 0; i < s->n_plans; i++)
+        plan_free(s, &s->plans[i]);
+    if (s->cpu_state)
+        fpay_cpu_backend()->release(s->cpu_state);
     fpay_graph_free(&s->graph);
-    free(s->offsets);
-    free(s->buffers);
-    free(s->node_backend);
-    free(s->mine);
     free(s);
 }
 
@@ -340,7 +466,9 @@ fpay_status fpay_session_set_input(fpay_session *s, int index, const float *data
                     t->name ? t->name : "", want, count);
     if (!data && count)
         return fail(s, FPAY_INVALID_ARGUMENT, "input data is NULL");
-    memcpy(s->buffers[s->graph.inputs[index]], data, count * sizeof(float));
+    if (!s->cur)
+        return fail(s, FPAY_INTERNAL, "the session has no plan");
+    memcpy(s->cur->buffers[s->graph.inputs[index]], data, count * sizeof(float));
     return FPAY_OK;
 }
 
@@ -348,16 +476,19 @@ fpay_status fpay_session_run(fpay_session *s)
 {
     if (!s)
         return FPAY_INVALID_ARGUMENT;
-    fpay_exec_ctx ctx = {&s->graph, s->buffers, s->threads};
+    const fpay_plan *p = s->cur;
+    if (!p)
+        return fail(s, FPAY_INTERNAL, "the session has no plan");
+    fpay_exec_ctx ctx = {&s->graph, p->buffers, s->threads};
     for (int i = 0; i < s->graph.n_nodes;) {
-        const fpay_backend_iface *b = s->node_backend[i];
+        const fpay_backend_iface *b = p->node_backend[i];
         char msg[192] = "";
-        void *state = b == s->backend ? s->backend_state
-                      : b == fpay_cpu_backend() ? s->cpu_state : NULL;
+        void *state = b == fpay_cpu_backend() ? s->cpu_state
+                      : b == s->backend ? p->backend_state : NULL;
         /* A run of consecutive nodes on a backend that can take a range. */
         int last = i;
         if (b->run_range)
-            while (last + 1 < s->graph.n_nodes && s->node_backend[last + 1] == b)
+            while (last + 1 < s->graph.n_nodes && p->node_backend[last + 1] == b)
                 last++;
         fpay_status st = b->run_range ? b->run_range(state, &ctx, i, last, msg, sizeof msg)
                                       : b->run_node(state, &ctx, i, msg, sizeof msg);
@@ -378,14 +509,16 @@ fpay_status fpay_session_output(const fpay_session *s, int index,
     const fpay_tensor *t = &s->graph.tensors[s->graph.outputs[index]];
     if (t->dtype != FPAY_DT_F32)
         return FPAY_MODEL_UNSUPPORTED;
-    *data = s->buffers[s->graph.outputs[index]];
+    if (!s->cur)
+        return FPAY_INTERNAL;
+    *data = s->cur->buffers[s->graph.outputs[index]];
     *count = (size_t)fpay_tensor_count(t);
     return FPAY_OK;
 }
 
 size_t fpay_session_peak_activation_bytes(const fpay_session *s)
 {
-    return s ? s->arena_size : 0;
+    return s && s->cur ? s->cur->arena_size : 0;
 }
 
 const char *fpay_session_backend(const fpay_session *s)
@@ -395,7 +528,7 @@ const char *fpay_session_backend(const fpay_session *s)
 
 const char *fpay_session_node_backend(const fpay_session *s, int index)
 {
-    if (!s || index < 0 || index >= s->graph.n_nodes)
+    if (!s || !s->cur || index < 0 || index >= s->graph.n_nodes)
         return NULL;
-    return s->node_backend[index]->name;
+    return s->cur->node_backend[index]->name;
 }

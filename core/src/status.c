@@ -1,5 +1,7 @@
 /* status.c - status strings, versions, dtype helpers, error formatting. */
-#include "graph.h"
+#include "facepay/backend.h"
+#include "status.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -823,25 +823,93 @@ static fpay_status read_options(imp *c, const op_ctx *o, fpay_node *n)
 
 /* ----------------------------------------------------------- operators */
 
-static fpay_status unsupported_op(imp *c, uint32_t opcode)
+/* "TANH (builtin 28)", "custom op 'X'" or "builtin 200" into out. */
+static void describe_opcode(imp *c, uint32_t opcode, char *out, size_t len)
 {
     int32_t code = c->codes[opcode];
     if (code == TFL_CUSTOM) {
         /* read_opcodes checked this table and its string already. */
         fpay_fb_table t;
         const char *s = NULL;
-        uint32_t len;
+        uint32_t slen;
         bool has = false;
         if (fpay_fb_vec_table(&c->fb, &c->opcode_vec, opcode, &t))
-            (void)fpay_fb_str_field(&c->fb, &t, OPC_CUSTOM_CODE, &s, &len,
+            (void)fpay_fb_str_field(&c->fb, &t, OPC_CUSTOM_CODE, &s, &slen,
                                     &has);
-        return fail(c, FPAY_MODEL_UNSUPPORTED, "unsupported custom op '%.64s'",
-                    has ? s : "");
+        snprintf(out, len, "custom op '%.64s'", has ? s : "");
+    } else if (code < (int32_t)(sizeof k_builtin_names / sizeof k_builtin_names[0])) {
+        snprintf(out, len, "%s (builtin %d)", builtin_name(code), code);
+    } else {
+        snprintf(out, len, "builtin %d", code);
     }
-    if (code < (int32_t)(sizeof k_builtin_names / sizeof k_builtin_names[0]))
-        return fail(c, FPAY_MODEL_UNSUPPORTED, "unsupported op %s (builtin %d)",
-                    builtin_name(code), code);
-    return fail(c, FPAY_MODEL_UNSUPPORTED, "unsupported op (builtin %d)", code);
+}
+
+/* Before any operator is read: every operator whose op the importer does
+ * not map, all of them in one message ("unsupported ops: TANH (builtin 28)
+ * at operators 1, 3; custom op 'X' at operator 2"), so that whoever converts
+ * a model learns at once everything that has to change, not one op per
+ * try. Opcode indices out of range are left to read_operator. */
+static fpay_status check_ops_supported(imp *c, const fpay_fb_vec *ops)
+{
+    if (c->n_codes == 0)
+        return FPAY_OK;
+    /* Per opcode: how many operators use it, and the first few of them. */
+    enum { SHOWN = 4 };
+    uint32_t *uses = calloc(c->n_codes, sizeof *uses);
+    uint32_t(*first)[SHOWN] = calloc(c->n_codes, sizeof *first);
+    if (!uses || !first) {
+        free(uses);
+        free(first);
+        return oom(c);
+    }
+    uint32_t kinds = 0;
+    for (uint32_t i = 0; i < ops->len; i++) {
+        fpay_fb_table ot;
+        uint32_t opcode;
+        if (!fpay_fb_vec_table(&c->fb, ops, i, &ot) ||
+            !fpay_fb_u32(&c->fb, &ot, OPR_OPCODE_INDEX, 0, &opcode) ||
+            opcode >= c->n_codes || find_op(c->codes[opcode]))
+            continue; /* read_operator reports damage with its position */
+        if (uses[opcode] < SHOWN)
+            first[opcode][uses[opcode]] = i;
+        kinds += uses[opcode]++ == 0;
+    }
+    fpay_status st = FPAY_OK;
+    if (kinds) {
+        char msg[300];
+        size_t used = 0;
+        for (uint32_t k = 0; k < c->n_codes && used < sizeof msg; k++) {
+            if (!uses[k])
+                continue;
+            char name[96];
+            describe_opcode(c, k, name, sizeof name);
+            int w = snprintf(msg + used, sizeof msg - used, "%s%s at operator%s", used ? "; " : "",
+                             name, uses[k] > 1 ? "s" : "");
+            for (uint32_t j = 0; w > 0 && j < uses[k] && j < SHOWN; j++) {
+                used += (size_t)w;
+                if (used >= sizeof msg)
+                    break;
+                w = snprintf(msg + used, sizeof msg - used, "%s %u", j ? "," : "", first[k][j]);
+            }
+            if (w > 0)
+                used += (size_t)w;
+            if (uses[k] > SHOWN && used < sizeof msg)
+                used += (size_t)snprintf(msg + used, sizeof msg - used, " and %u more",
+                                         uses[k] - SHOWN);
+        }
+        where(c, "subgraph");
+        st = fail(c, FPAY_MODEL_UNSUPPORTED, "unsupported op%s: %s", kinds > 1 ? "s" : "", msg);
+    }
+    free(uses);
+    free(first);
+    return st;
+}
+
+static fpay_status unsupported_op(imp *c, uint32_t opcode)
+{
+    char name[96];
+    describe_opcode(c, opcode, name, sizeof name);
+    return fail(c, FPAY_MODEL_UNSUPPORTED, "unsupported %s", name);
 }
 
 /* Operator inputs: in range, written before (topological order), -1 only
@@ -992,6 +1060,7 @@ static fpay_status read_subgraph(imp *c, const fpay_fb_table *sg)
     where(c, "subgraph");
     if (ops.len == 0)
         return fail(c, FPAY_MODEL_UNSUPPORTED, "no operators");
+    TRY(check_ops_supported(c, &ops));
     for (uint32_t i = 0; i < ops.len; i++) {
         fpay_fb_table ot;
         where(c, "operator %u", i);

@@ -1,8 +1,8 @@
-/* fpay_f32_gemm_6x16__avx2: see kernels/x86/gemm.inc (the template) and fpay_simd.h. */
+/* fpay_f32_gemm_6x16__avx2: see kernels/templates/gemm.inc (the template) and fpay_simd.h. */
 #define FPAY_SIMD_AVX2 1
 #include "../x86/simd_x86.h"
 
 #define MR 6
 #define NR 16
 #define FN fpay_f32_gemm_6x16__avx2
-#include "../x86/gemm.inc"
+#include "../templates/gemm.inc"

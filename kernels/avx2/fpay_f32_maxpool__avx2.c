@@ -1,6 +1,6 @@
-/* fpay_f32_maxpool__avx2: see kernels/x86/maxpool.inc (the template) and fpay_simd.h. */
+/* fpay_f32_maxpool__avx2: see kernels/templates/maxpool.inc (the template) and fpay_simd.h. */
 #define FPAY_SIMD_AVX2 1
 #include "../x86/simd_x86.h"
 
 #define FN fpay_f32_maxpool__avx2
-#include "../x86/maxpool.inc"
+#include "../templates/maxpool.inc"

@@ -1,4 +1,4 @@
-/* fpay_f32_dwconv__avx512: see kernels/x86/dwconv.inc (the template) and fpay_simd.h. */
+/* fpay_f32_dwconv__avx512: see kernels/templates/dwconv.inc (the template) and fpay_simd.h. */
 #define FPAY_SIMD_AVX512 1
 #include "../x86/simd_x86.h"
 
@@ -7,4 +7,4 @@
 #define SH 0
 #define SW 0
 #define FN fpay_f32_dwconv__avx512
-#include "../x86/dwconv.inc"
+#include "../templates/dwconv.inc"

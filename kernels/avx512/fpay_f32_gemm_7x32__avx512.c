@@ -1,8 +1,8 @@
-/* fpay_f32_gemm_7x32__avx512: see kernels/x86/gemm.inc (the template) and fpay_simd.h. */
+/* fpay_f32_gemm_7x32__avx512: see kernels/templates/gemm.inc (the template) and fpay_simd.h. */
 #define FPAY_SIMD_AVX512 1
 #include "../x86/simd_x86.h"
 
 #define MR 7
 #define NR 32
 #define FN fpay_f32_gemm_7x32__avx512
-#include "../x86/gemm.inc"
+#include "../templates/gemm.inc"

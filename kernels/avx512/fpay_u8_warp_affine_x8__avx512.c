@@ -1,8 +1,8 @@
-/* fpay_u8_warp_affine_x8__avx512: see kernels/x86/image_warp.inc (the template) and fpay_simd.h. */
+/* fpay_u8_warp_affine_x8__avx512: see kernels/templates/image_warp.inc (the template) and fpay_simd.h. */
 #define FPAY_SIMD_AVX512 1
 #include "../x86/simd_x86.h"
 
 #include <math.h>
 
 #define FN fpay_u8_warp_affine_x8__avx512
-#include "../x86/image_warp.inc"
+#include "../templates/image_warp.inc"

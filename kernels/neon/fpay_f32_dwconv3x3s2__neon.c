@@ -1,4 +1,4 @@
-/* fpay_f32_dwconv3x3s2__neon: see kernels/x86/dwconv.inc (the ISA-neutral template), simd_neon.h and fpay_simd.h. */
+/* fpay_f32_dwconv3x3s2__neon: see kernels/templates/dwconv.inc (the ISA-neutral template), simd_neon.h and fpay_simd.h. */
 #include "simd_neon.h"
 
 #define KH 3
@@ -6,4 +6,4 @@
 #define SH 2
 #define SW 2
 #define FN fpay_f32_dwconv3x3s2__neon
-#include "../x86/dwconv.inc"
+#include "../templates/dwconv.inc"

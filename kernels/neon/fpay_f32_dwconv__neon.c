@@ -1,4 +1,4 @@
-/* fpay_f32_dwconv__neon: see kernels/x86/dwconv.inc (the ISA-neutral template), simd_neon.h and fpay_simd.h. */
+/* fpay_f32_dwconv__neon: see kernels/templates/dwconv.inc (the ISA-neutral template), simd_neon.h and fpay_simd.h. */
 #include "simd_neon.h"
 
 #define KH 0
@@ -6,4 +6,4 @@
 #define SH 0
 #define SW 0
 #define FN fpay_f32_dwconv__neon
-#include "../x86/dwconv.inc"
+#include "../templates/dwconv.inc"

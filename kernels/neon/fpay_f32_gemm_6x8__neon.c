@@ -1,7 +1,7 @@
-/* fpay_f32_gemm_6x8__neon: see kernels/x86/gemm.inc (the ISA-neutral template), simd_neon.h and fpay_simd.h. */
+/* fpay_f32_gemm_6x8__neon: see kernels/templates/gemm.inc (the ISA-neutral template), simd_neon.h and fpay_simd.h. */
 #include "simd_neon.h"
 
 #define MR 6
 #define NR 8
 #define FN fpay_f32_gemm_6x8__neon
-#include "../x86/gemm.inc"
+#include "../templates/gemm.inc"

@@ -1,5 +1,5 @@
-/* fpay_f32_maxpool__neon: see kernels/x86/maxpool.inc (the ISA-neutral template), simd_neon.h and fpay_simd.h. */
+/* fpay_f32_maxpool__neon: see kernels/templates/maxpool.inc (the ISA-neutral template), simd_neon.h and fpay_simd.h. */
 #include "simd_neon.h"
 
 #define FN fpay_f32_maxpool__neon
-#include "../x86/maxpool.inc"
+#include "../templates/maxpool.inc"

@@ -1,7 +1,7 @@
-/* fpay_u8_resize_bilinear_x2__neon: see kernels/x86/image_resize.inc (the ISA-neutral template), simd_neon.h and fpay_simd.h. */
+/* fpay_u8_resize_bilinear_x2__neon: see kernels/templates/image_resize.inc (the ISA-neutral template), simd_neon.h and fpay_simd.h. */
 #include "simd_neon.h"
 
 #include <math.h>
 
 #define FN fpay_u8_resize_bilinear_x2__neon
-#include "../x86/image_resize.inc"
+#include "../templates/image_resize.inc"

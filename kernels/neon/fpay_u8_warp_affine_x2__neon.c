@@ -1,7 +1,7 @@
-/* fpay_u8_warp_affine_x2__neon: see kernels/x86/image_warp.inc (the ISA-neutral template), simd_neon.h and fpay_simd.h. */
+/* fpay_u8_warp_affine_x2__neon: see kernels/templates/image_warp.inc (the ISA-neutral template), simd_neon.h and fpay_simd.h. */
 #include "simd_neon.h"
 
 #include <math.h>
 
 #define FN fpay_u8_warp_affine_x2__neon
-#include "../x86/image_warp.inc"
+#include "../templates/image_warp.inc"

@@ -21,9 +21,12 @@ extern "C" {
 
 /* ------------------------------------------------------------------- ops */
 
-/* One list drives the enum, the names and the per-op tables. The first group
- * are the TFLite builtins the bundled models use; the last three are produced
- * only by the optimizer. Appended, never reordered. */
+/* One list drives the enum, the names and the per-op tables. Each is a TFLite
+ * builtin the importer takes as it is; PRELU and SOFTMAX also come from the
+ * optimizer, which fuses the decomposed forms in the bundled models into them
+ * (PReLU written with RELU, ABS, SUB and MUL; softmax with EXP, SUM, DIV).
+ * L2_NORMALIZE is only imported (TFLite's L2_NORMALIZATION). Appended, never
+ * reordered. */
 #define FPAY_OP_LIST(X)                                                       \
     X(CONV_2D)                                                                \
     X(DEPTHWISE_CONV_2D)                                                      \

@@ -181,11 +181,13 @@ FPAY_API void fpay_session_free(fpay_session *session);
 FPAY_API const char *fpay_session_errmsg(const fpay_session *session);
 
 /* Sets dimension 0 of every graph input to batch (>= 1) and replans shapes
- * and memory. */
+ * and memory (a plan for shapes seen before comes from the session's cache:
+ * set the inputs again after any reshape). */
 FPAY_API fpay_status fpay_session_set_batch(fpay_session *session, int batch);
 
-/* Sets the whole shape of input `index` (dims borrowed) and replans. Used for
- * fully convolutional models such as MTCNN's P-Net. */
+/* Sets the whole shape of input `index` (dims borrowed) and replans, as
+ * fpay_session_set_batch. Used for fully convolutional models such as MTCNN's
+ * P-Net. */
 FPAY_API fpay_status fpay_session_set_input_shape(fpay_session *session,
                                                   int index, int rank,
                                                   const int64_t *dims);
@@ -198,7 +200,9 @@ FPAY_API fpay_status fpay_session_output_info(const fpay_session *session,
                                               int index, fpay_tensor_info *info);
 
 /* Copies count float32 values into input `index`; count must equal the
- * input's element count exactly. data is borrowed. */
+ * input's element count exactly. data is borrowed. The session never writes
+ * to an input: it keeps the values for every later run until they are set
+ * again. */
 FPAY_API fpay_status fpay_session_set_input(fpay_session *session, int index,
                                             const float *data, size_t count);
 
@@ -221,6 +225,16 @@ FPAY_API const char *fpay_session_backend(const fpay_session *session);
 /* Name of the backend that runs node `index` (NULL if out of range). */
 FPAY_API const char *fpay_session_node_backend(const fpay_session *session,
                                                int index);
+
+/* ------------------------------------------------------------------- CPU */
+
+/* What the CPU backend found on this machine and will run, as text for an
+ * operator: lines "detected: ...", "supported: ref avx2 ...", "chosen: ISA
+ * (FACEPAY_ISA or best detected)", then the kernel of each family. Writes at
+ * most len bytes into buf, NUL-terminated (4096 is always enough).
+ * FPAY_INVALID_ARGUMENT for a NULL or empty buf, or when FACEPAY_ISA names an
+ * ISA this CPU or build lacks (the text then says why). */
+FPAY_API fpay_status fpay_cpu_report(char *buf, size_t len);
 
 /* ---------------------------------------------------------------- images */
 

@@ -16,7 +16,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "service_internal.h"
 
-#include "graph.h" /* fpay_set_err */
+#include "status.h"
 
 #include <errno.h>
 #include <math.h>

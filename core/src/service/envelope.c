@@ -10,7 +10,7 @@
  */
 #include "service_internal.h"
 
-#include "graph.h" /* fpay_set_err */
+#include "status.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
  */
 #include "service_internal.h"
 
-#include "graph.h" /* fpay_set_err */
+#include "status.h"
 
 #include <stdlib.h>
 #include <string.h>

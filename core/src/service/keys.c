@@ -8,7 +8,7 @@
  */
 #include "service_internal.h"
 
-#include "graph.h" /* fpay_set_err */
+#include "status.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -17,7 +17,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "service_internal.h"
 
-#include "graph.h" /* fpay_set_err */
+#include "status.h"
 
 #include <math.h>
 #include <pthread.h>

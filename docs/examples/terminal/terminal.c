@@ -67,7 +67,8 @@ static uint8_t *read_frame(const char *path, const terminal_opts *o, size_t *siz
     return buf;
 }
 
-/* One customer: returns 0 when a decision was reached, 1 otherwise. */
+/* One customer: returns 0 when a decision was reached (an enrollment: when
+ * the face was enrolled), 1 otherwise. */
 static int checkout(fpay_service *svc, const terminal_opts *o, const char *phone,
                     const char *frame_path)
 {
@@ -105,17 +106,24 @@ static int checkout(fpay_service *svc, const terminal_opts *o, const char *phone
                 fpay_status_str(st));
         return 1;
     }
-    /* What the customer sees. */
-    printf("%s: %s (%s: %s)\n", o->enroll ? "enrolled" : "decision",
-           fpay_decision_name(res.decision), fpay_reason_name(res.reason),
-           res.message[0] ? res.message : fpay_reason_str(res.reason));
+    /* What the customer sees. An enrollment either enrolled the face or
+     * says why not; the bring-up script must see the refusal. */
+    if (o->enroll && res.decision == FPAY_APPROVE)
+        printf("enrollment: ENROLLED\n");
+    else if (o->enroll)
+        printf("enrollment: REFUSED (%s: %s)\n", fpay_reason_name(res.reason),
+               res.message[0] ? res.message : fpay_reason_str(res.reason));
+    else
+        printf("decision: %s (%s: %s)\n", fpay_decision_name(res.decision),
+               fpay_reason_name(res.reason),
+               res.message[0] ? res.message : fpay_reason_str(res.reason));
     /* What the operator's log gets. */
     fprintf(stderr, "[log] account %s score %.4f threshold %.4f (FMR %g) ms: detect %.1f "
                     "liveness %.1f embed %.1f match %.1f total %.1f (call %.1f)\n",
             res.account_hash_prefix, (double)res.score, (double)res.threshold, res.fmr,
             res.times.detect, res.times.liveness, res.times.embed, res.times.match,
             res.times.total, t1 - t0);
-    return 0;
+    return o->enroll && res.decision != FPAY_APPROVE;
 }
 
 static int usage(FILE *to, int code)

@@ -398,6 +398,15 @@ def cases():
     variant("unsupported_op_tanh", lambda m: m.codes.__setitem__(1, (TANH, None)))
     variant("unsupported_custom_op",
             lambda m: m.codes.__setitem__(1, (CUSTOM, "MyFancyOp")))
+    # Several unsupported ops at once: the message must list every one.
+    def several_unsupported(m):
+        m.codes.__setitem__(1, (TANH, None))
+        z = m.tensor("z", [1, 4, 4, 2])
+        w = m.tensor("w2", [1, 4, 4, 2])
+        m.op(CUSTOM, [4], [z], custom="MyFancyOp")
+        m.op(TANH, [z], [w])
+        m.outputs = [w]
+    variant("unsupported_several_ops", several_unsupported)
     variant("unsupported_builtin_code_200",
             lambda m: m.codes.__setitem__(1, (200, None)))
     variant("unsupported_two_subgraphs", lambda m: setattr(m, "n_subgraphs", 2))
