@@ -754,7 +754,9 @@ static enum MHD_Result receive(srv_server *s, req_ctx *r, const char *data, size
         return MHD_YES;
     }
     if (r->len + size + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 64 * 1024;
+        /* A declared body gets a buffer of its size (already held against
+         * the budget); a chunked one grows from 64 KiB. */
+        size_t cap = r->cap ? r->cap : r->reserved ? r->reserved : 64 * 1024;
         while (cap < r->len + size + 1)
             cap *= 2;
         if (cap > s->cfg.limits.max_body + 1)
