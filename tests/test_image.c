@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jpeglib.h>
 
@@ -549,10 +551,11 @@ Test(image, load_file_size_checks)
                  FPAY_LIMIT_EXCEEDED);
     cr_assert_neq(err[0], '\0');
 
-    /* A stream with no size to stat: read stops at max_bytes + 1. */
+    /* A device is not read at all (it need not end). */
     err[0] = '\0';
     cr_assert_eq(fpay_image_load_file("/dev/zero", &l, &im, err, sizeof err),
-                 FPAY_LIMIT_EXCEEDED, "%s", err);
+                 FPAY_IO_ERROR, "%s", err);
+    cr_assert_not_null(strstr(err, "not a regular file"), "%s", err);
 
     err[0] = '\0';
     cr_assert_eq(fpay_image_load_file(fpay_test_data_path("no/such.jpg"), NULL,
@@ -900,4 +903,25 @@ Test(image, oracle_obama_jpeg_crop_256)
 {
     check_oracle("faces/obama.jpg", 378, 80, 611, 416, 256,
                  "golden/antispoof_obama.in0.f32", 255.0, 0.0);
+}
+
+/* A FIFO with no writer used to block the open for ever: it is refused at
+ * once, like any file that is not a regular one. */
+Test(image, load_file_refuses_a_fifo, .timeout = 20)
+{
+    char dir[] = "/tmp/fpay-fifo-XXXXXX", path[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/capture.jpg", dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    fpay_image im = {-1, -1, -1, NULL};
+    char err[256] = "";
+    cr_expect_eq(fpay_image_load_file(path, NULL, &im, err, sizeof err), FPAY_IO_ERROR);
+    cr_expect_not_null(strstr(err, "not a regular file"), "%s", err);
+    cr_expect_eq(im.width, -1, "out untouched");
+    fpay_model *m = (fpay_model *)1;
+    cr_expect_eq(fpay_model_load_file(path, 0, &m, err, sizeof err), FPAY_IO_ERROR);
+    cr_expect_null(m);
+    cr_expect_not_null(strstr(err, "not a regular file"), "%s", err);
+    unlink(path);
+    rmdir(dir);
 }

@@ -22,12 +22,15 @@
 #include <criterion/criterion.h>
 
 #include "facepay/pipeline.h"
+#include "face/face_internal.h"
+#include "model_impl.h"
 #include "test_util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *models_dir(void)
 {
@@ -733,4 +736,121 @@ Test(pipeline, bad_config_is_refused)
     cr_expect_neq(fpay_pipeline_create(&c, &p, err, sizeof err), FPAY_OK);
     cr_expect(strstr(err, "pnet.tflite") != NULL, "%s", err);
     fpay_pipeline_free(NULL);
+}
+
+/* Every model of the pipeline is pinned by sha256 (tools/models.sha256,
+ * compiled in): one changed byte in any of the five files and the pipeline
+ * is not created, with a message naming the file. */
+Test(pipeline, models_are_pinned, .timeout = 120)
+{
+    static const char *const files[] = {"pnet.tflite", "rnet.tflite", "onet.tflite",
+                                        "MobileFaceNet.tflite", "FaceAntiSpoofing.tflite"};
+    const size_t n = sizeof files / sizeof files[0];
+    char dir[] = "/tmp/fpay-pins-XXXXXX", path[600];
+    cr_assert_not_null(mkdtemp(dir));
+    for (size_t bad = 0; bad <= n; bad++) { /* bad == n: none modified */
+        for (size_t i = 0; i < n; i++) {
+            snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+            size_t size = 0;
+            uint8_t *data = fpay_test_read_file(fpay_test_model_path(files[i]), &size);
+            cr_assert_not_null(data, "read %s", files[i]);
+            if (i == bad)
+                data[size / 2] ^= 0x5a; /* in the weights: the file still parses */
+            FILE *f = fopen(path, "wb");
+            cr_assert_not_null(f);
+            cr_assert_eq(fwrite(data, 1, size, f), size);
+            fclose(f);
+            free(data);
+        }
+        fpay_pipeline_config cfg;
+        fpay_pipeline_config_init(&cfg, FPAY_CAMERA_DEFAULT);
+        cfg.models_dir = dir;
+        cfg.liveness = 1;
+        fpay_pipeline *p = NULL;
+        char err[512] = "";
+        fpay_status st = fpay_pipeline_create(&cfg, &p, err, sizeof err);
+        if (bad == n) {
+            cr_expect_eq(st, FPAY_OK, "unmodified copies: %s", err);
+        } else {
+            cr_expect_eq(st, FPAY_MODEL_MALFORMED, "modified %s: %s", files[bad], err);
+            cr_expect_null(p);
+            cr_expect_not_null(strstr(err, files[bad]), "%s: '%s'", files[bad], err);
+            cr_expect_not_null(strstr(err, "pinned"), "%s: '%s'", files[bad], err);
+        }
+        fpay_pipeline_free(p);
+    }
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+/* Sets every value of the bias of the convolution that produces the P-Net
+ * output with 4 channels (the box regression) to v: what a modified
+ * pnet.tflite can do. The pipeline refuses such a file (models_are_pinned);
+ * the detector must still survive it when driven directly. */
+static int poison_pnet_regression(fpay_model *m, float v)
+{
+    fpay_graph *g = &m->graph;
+    for (int o = 0; o < g->n_outputs; o++) {
+        const fpay_tensor *out = &g->tensors[g->outputs[o]];
+        if (out->rank != 4 || out->dims[3] != 4)
+            continue;
+        for (int n = 0; n < g->n_nodes; n++) {
+            const fpay_node *node = &g->nodes[n];
+            if (node->n_outputs < 1 || node->outputs[0] != g->outputs[o])
+                continue;
+            if (node->op != FPAY_OP_CONV_2D || node->n_inputs < 3 || node->inputs[2] < 0)
+                return -1;
+            fpay_tensor *b = &g->tensors[node->inputs[2]];
+            float *d = (float *)(uintptr_t)b->data;
+            for (size_t i = 0; i < b->nbytes / sizeof(float); i++)
+                d[i] = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+Test(pipeline, detector_survives_absurd_box_regression, .timeout = 120)
+{
+    static const char *const nets[] = {"pnet.tflite", "rnet.tflite", "onet.tflite"};
+    const float values[] = {1e30f, -1e30f, NAN, INFINITY};
+    fpay_image img = load("faces/Al_Pacino_0001.jpg");
+    for (size_t k = 0; k < sizeof values / sizeof values[0]; k++) {
+        fpay_model *m[3];
+        fpay_session *s[3];
+        char err[256] = "";
+        for (int i = 0; i < 3; i++) {
+            cr_assert_eq(fpay_model_load_file(fpay_test_model_path(nets[i]), FPAY_LOAD_DEFAULT,
+                                              &m[i], err, sizeof err),
+                         FPAY_OK, "%s", err);
+            if (i == 0)
+                cr_assert_eq(poison_pnet_regression(m[0], values[k]), 0,
+                             "no regression bias found in pnet");
+            fpay_session_options o;
+            fpay_session_options_init(&o);
+            o.backend = "cpu";
+            cr_assert_eq(fpay_session_create(m[i], &o, &s[i], err, sizeof err), FPAY_OK, "%s",
+                         err);
+        }
+        fpay_mtcnn_params prm = {.min_face = 40.0f, .factor = 0.709f, .pnet_threshold = 0.6f,
+                                 .rnet_threshold = 0.7f, .onet_threshold = 0.7f};
+        fpay_face *faces = NULL;
+        int count = -1;
+        /* Any status will do: no undefined behaviour (the sanitizer build
+         * aborts on it), no crash, no box out of range. */
+        fpay_status st = fpay_mtcnn_detect(s[0], s[1], s[2], &img, &prm, &faces, &count, err,
+                                           sizeof err);
+        if (st == FPAY_OK)
+            for (int i = 0; i < count; i++)
+                cr_expect(isfinite(faces[i].x1) && fabsf(faces[i].x1) < 1e8f, "box %d", i);
+        free(faces);
+        for (int i = 0; i < 3; i++) {
+            fpay_session_free(s[i]);
+            fpay_model_free(m[i]);
+        }
+    }
+    fpay_image_free(&img);
 }

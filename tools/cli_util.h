@@ -5,11 +5,18 @@
 
 #include <facepay/pipeline.h>
 
+#include <stdio.h>
+
 /* Prints "facepay: <message>" on stderr and returns code (for
  * `return fpay_cli_die(EXIT_USAGE, ...)`). */
 int fpay_cli_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* "default", "kiosk" or "mobile": 0 and *out set, else -1. */
 int fpay_cli_parse_profile(const char *name, fpay_camera_profile *out);
+
+/* libfacepay's internal reader guard (core/src/status.c, declared in its
+ * status.h): opens path only when it is a regular file, without blocking on
+ * a FIFO. 0 and *out, an errno value, or -1 for "not a regular file". */
+int fpay_open_regular(const char *path, FILE **out);
 
 #endif

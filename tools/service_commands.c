@@ -124,8 +124,9 @@ static const struct {
                  "prints it once; the database keeps only a keyed hash of it.\n"},
     {"rotate-key", "usage: facepay rotate-key [OPTIONS] NEWKEYFILE\n\n"
                    "Re-encrypts every template under the master key in NEWKEYFILE (made\n"
-                   "with keygen), in one transaction. Use NEWKEYFILE from then on; the\n"
-                   "old key no longer opens any template.\n"},
+                   "with keygen), in one transaction. Use NEWKEYFILE from then on: the\n"
+                   "database refuses the old key, and every terminal key is revoked\n"
+                   "(terminal add gives each terminal a new one).\n"},
 };
 
 
@@ -222,9 +223,8 @@ static int parse(const char *cmd, int argc, char **argv, sopts *o, int want_acco
             o->liveness = !strcmp(v, "on");
         } else if (!strcmp(a, "--threshold")) {
             double t;
-            if (parse_double(v, -1.0, 1.0, &t) || t == 0.0)
-                return fpay_cli_die(EXIT_USAGE, "--threshold wants a cosine in [-1, 1], not 0, got '%s'",
-                           v);
+            if (parse_double(v, 0.0, 1.0, &t) || !(t > 0.0))
+                return fpay_cli_die(EXIT_USAGE, "--threshold wants a cosine in (0, 1], got '%s'", v);
             o->threshold = (float)t;
         } else if (want_account && (!strcmp(a, "--phone") || !strcmp(a, "--id"))) {
             if (o->phone || o->id)
@@ -299,9 +299,13 @@ static int open_service(const sopts *o, fpay_service **svc)
 
 static int read_image(const char *path, void **data, size_t *size)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return fpay_cli_die(EXIT_ERROR, "%s: %s", path, strerror(errno));
+    /* A FIFO or a device is refused, not read: one without a writer would
+     * hang the command for ever. */
+    FILE *f;
+    int oe = fpay_open_regular(path, &f);
+    if (oe)
+        return fpay_cli_die(EXIT_ERROR, "%s: %s", path,
+                            oe < 0 ? "not a regular file" : strerror(oe));
     size_t cap = 1 << 16, n = 0;
     unsigned char *buf = malloc(cap);
     while (buf) {
@@ -405,6 +409,9 @@ static int cmd_enroll_or_verify(int verify, int argc, char **argv)
                    (double)r.threshold, r.fmr,
                    r.account_hash_prefix[0] ? r.account_hash_prefix : "-",
                    verify ? "" : "");
+        if (r.operator_reason != r.reason)
+            printf("operator: reason %s (a terminal is told %s)\n",
+                   fpay_reason_name(r.operator_reason), fpay_reason_name(r.reason));
         if (!verify && r.decision == FPAY_APPROVE)
             printf("captures used: %d\n", r.captures_used);
         rc = exit_of(&r);
@@ -544,7 +551,9 @@ static int cmd_rotate(int argc, char **argv)
     fpay_service_close(svc);
     if (st != FPAY_OK)
         return fpay_cli_die(EXIT_ERROR, "%s (%s)", err, fpay_status_str(st));
-    printf("rotated: every template is now sealed under %s; use it from now on\n", o.args[0]);
+    printf("rotated: every template is now sealed under %s; use it from now on\n"
+           "terminal keys revoked: run facepay terminal add ID for each terminal\n",
+           o.args[0]);
     return 0;
 }
 

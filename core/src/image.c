@@ -563,19 +563,18 @@ fpay_status fpay_image_load_file(const char *path,
     if (st != FPAY_OK)
         return st;
 
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fpay_set_err(err, err_len, "cannot open '%s': %s", path, strerror(errno));
+    /* Only a regular file: a FIFO with no writer would block the open for
+     * ever, and a device or a pipe need not end. */
+    FILE *f;
+    int oe = fpay_open_regular(path, &f);
+    if (oe) {
+        fpay_set_err(err, err_len, "cannot open '%s': %s", path,
+                     oe < 0 ? "not a regular file" : strerror(oe));
         return FPAY_IO_ERROR;
     }
     struct stat sb;
     if (fstat(fileno(f), &sb) != 0) {
         fpay_set_err(err, err_len, "cannot stat '%s': %s", path, strerror(errno));
-        fclose(f);
-        return FPAY_IO_ERROR;
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        fpay_set_err(err, err_len, "cannot read '%s': is a directory", path);
         fclose(f);
         return FPAY_IO_ERROR;
     }
@@ -586,7 +585,7 @@ fpay_status fpay_image_load_file(const char *path,
         fclose(f);
         return FPAY_LIMIT_EXCEEDED;
     }
-    /* Pipes and devices do not: read at most max_bytes + 1 and let the
+    /* It may still grow while read: read at most max_bytes + 1 and let the
      * extra byte tell us the input is too long. */
     size_t cap = S_ISREG(sb.st_mode) ? (size_t)sb.st_size + 1 : 65536;
     if (cap > lim.max_bytes + 1)

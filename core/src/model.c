@@ -73,10 +73,11 @@ fpay_status fpay_model_load_file(const char *path, unsigned flags,
         return FPAY_INVALID_ARGUMENT;
     }
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fpay_set_err(err, err_len, "%s: %s", path, strerror(errno));
-        return errno == ENOENT ? FPAY_NOT_FOUND : FPAY_IO_ERROR;
+    FILE *f;
+    int oe = fpay_open_regular(path, &f);
+    if (oe) {
+        fpay_set_err(err, err_len, "%s: %s", path, oe < 0 ? "not a regular file" : strerror(oe));
+        return oe == ENOENT ? FPAY_NOT_FOUND : FPAY_IO_ERROR;
     }
     long len = -1;
     if (fseek(f, 0, SEEK_END) == 0)

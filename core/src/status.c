@@ -2,6 +2,11 @@
 #include "facepay/backend.h"
 #include "status.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <stdio.h>
 
 #ifndef FPAY_BUILD_ID_STR
@@ -92,4 +97,30 @@ void fpay_set_err(char *err, size_t err_len, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, err_len, fmt, ap);
     va_end(ap);
+}
+
+int fpay_open_regular(const char *path, FILE **out)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return errno ? errno : EIO;
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno ? errno : EIO;
+        close(fd);
+        return e;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return -1;
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno ? errno : ENOMEM;
+        close(fd);
+        return e;
+    }
+    *out = f;
+    return 0;
 }

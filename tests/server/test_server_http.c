@@ -16,6 +16,8 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -54,12 +56,21 @@ static void fake_one(const fpay_request *req, const fpay_capture_source *cap,
     } else if (n == 4 && !memcmp(img, "LOCK", 4)) {
         out->reason = FPAY_REASON_LOCKED;
         out->retry_after_s = 30;
+    } else if (n == 5 && !memcmp(img, "STALE", 5)) {
+        /* A template of another model, as a service that tells it. */
+        out->reason = FPAY_REASON_RE_ENROLL_REQUIRED;
+    } else if (n == 6 && !memcmp(img, "STALE2", 6)) {
+        /* The same, as fpay_service answers it: operator reason only. */
+        out->reason = FPAY_REASON_NO_MATCH;
+        out->operator_reason = FPAY_REASON_RE_ENROLL_REQUIRED;
     } else if (n == 4 && !memcmp(img, "QUAL", 4)) {
         out->reason = FPAY_REASON_QUALITY;
         out->quality_reasons = FPAY_QUALITY_TOO_SMALL | FPAY_QUALITY_BLURRED;
     } else {
         out->reason = FPAY_REASON_NO_MATCH;
     }
+    if (out->operator_reason == FPAY_REASON_NONE)
+        out->operator_reason = out->reason;
     snprintf(out->message, sizeof out->message, "%s", srv_reason_text(out->reason));
 }
 
@@ -445,6 +456,10 @@ typedef struct fixture {
 
 static fixture fx;
 
+/* Listener limits of the next start(); zero = the fixture's defaults. */
+static int next_per_ip, next_deadline_s, next_max_conn;
+static size_t next_budget;
+
 static void start(int batching)
 {
     memset(&fx, 0, sizeof fx);
@@ -461,8 +476,10 @@ static void start(int batching)
         .metrics = fx.metrics,
         .batcher = fx.batcher,
         .log = NULL,
+        .body_budget = next_budget,
     };
-    srv_listen l = {"127.0.0.1", 0, 32, 5, 16 * 1024};
+    srv_listen l = {"127.0.0.1", 0, next_max_conn ? next_max_conn : 32, 5, 16 * 1024,
+                    next_per_ip, next_deadline_s};
     char err[256];
     fx.server = srv_server_start(&cfg, &l, &fx.port, err, sizeof err);
     cr_assert(fx.server, "%s", err);
@@ -762,4 +779,274 @@ Test(http_batched, concurrent_verifies_same_answers, .init = start_batching, .fi
                   jobs[i].body);
     }
     cr_expect_eq(atomic_load(&fake_batched), N, "every verify went through the batcher");
+}
+
+/* ------------------------------------------------ connection hygiene */
+
+static int raw_connect(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fx.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+static void raw_send(int fd, const char *data)
+{
+    cr_assert_eq(send(fd, data, strlen(data), MSG_NOSIGNAL), (ssize_t)strlen(data));
+}
+
+/* Reads what arrives within timeout_s, until the peer closes or the
+ * timeout; returns the bytes read, -1 when nothing came and the connection
+ * is still open at the end. */
+static ssize_t raw_read(int fd, char *out, size_t cap, double timeout_s)
+{
+    struct timeval tv = {(time_t)timeout_s, (suseconds_t)((timeout_s - (time_t)timeout_s) * 1e6)};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    size_t len = 0;
+    double t0 = srv_now_s();
+    while (len + 1 < cap && srv_now_s() - t0 < timeout_s) {
+        ssize_t n = recv(fd, out + len, cap - 1 - len, 0);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            out[len] = 0;
+            return len ? (ssize_t)len : -1;
+        }
+        len += (size_t)n;
+        out[len] = 0;
+        if (strstr(out, "\r\n\r\n") && strstr(out, "}"))
+            break;
+    }
+    out[len] = 0;
+    return (ssize_t)len;
+}
+
+/* 1 when the server closed fd (EOF or reset) before timeout_s. */
+static int closed_within(int fd, double timeout_s)
+{
+    char buf[256];
+    struct timeval tv = {0, 100 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    double t0 = srv_now_s();
+    while (srv_now_s() - t0 < timeout_s) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+            return 1;
+    }
+    return 0;
+}
+
+/* libmicrohttpd takes the first of two Content-Length headers; a proxy may
+ * take the last: the request is refused instead. */
+Test(http, duplicate_content_length_refused)
+{
+    const char *body = "{\"phone\":\"+8613800138000\"}";
+    char reqbuf[1024], out[4096];
+    snprintf(reqbuf, sizeof reqbuf,
+             "POST /v1/verify HTTP/1.1\r\nHost: x\r\n" AUTH1
+             "Content-Type: application/json\r\nConnection: close\r\n"
+             "Content-Length: %zu\r\nContent-Length: 5\r\n\r\n%s",
+             strlen(body), body);
+    int fd = raw_connect();
+    raw_send(fd, reqbuf);
+    cr_assert_gt(raw_read(fd, out, sizeof out, 5), 0, "no answer");
+    cr_expect(!strncmp(out, "HTTP/1.1 400", 12), "%s", out);
+    cr_expect(strstr(out, "Content-Length header"), "%s", out);
+    close(fd);
+
+    snprintf(reqbuf, sizeof reqbuf,
+             "POST /v1/verify HTTP/1.1\r\nHost: x\r\n" AUTH1
+             "Content-Type: application/json\r\nConnection: close\r\n"
+             "Content-Length: %zu\r\nTransfer-Encoding: chunked\r\n\r\n%s",
+             strlen(body), body);
+    fd = raw_connect();
+    raw_send(fd, reqbuf);
+    raw_read(fd, out, sizeof out, 5);
+    cr_expect(!strncmp(out, "HTTP/1.1 400", 12), "%s", out);
+    close(fd);
+}
+
+/* The account in a DELETE path: %00 used to cut the decoded number short
+ * (erasing +8613800138000 for "+8613800138000%00999"); anything but digits,
+ * a leading + and an ID card's final X is refused. */
+Test(http, nul_and_non_digits_in_path_ids)
+{
+    static const char *const bad[] = {
+        "/v1/accounts/%2B8613800138000%00999", "/v1/accounts/%2B8613800138000%00",
+        "/v1/accounts/%2B86%20138%200013%208000", "/v1/accounts/138-0013-8000",
+        "/v1/accounts/%31%33%38%30%30%31%33%38%30%30%30", "/v1/accounts/13800138000abc",
+        "/v1/accounts/%2B", "/v1/accounts/1101051949123100XX",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect("DELETE", bad[i], AUTH1, NULL, NULL, 400, "invalid_account");
+    expect("DELETE", "/v1/accounts/%2B8613800138000", AUTH1, NULL, NULL, 200, "APPROVE");
+    expect("DELETE", "/v1/accounts/%2b8613800138000?kind=phone", AUTH1, NULL, NULL, 200, NULL);
+}
+
+static void start_deadline(void)
+{
+    next_deadline_s = 1;
+    next_max_conn = 6;
+    start(0);
+}
+
+static void stop_limits(void)
+{
+    stop();
+    next_per_ip = next_deadline_s = next_max_conn = 0;
+    next_budget = 0;
+}
+
+/* Slowloris: clients that send one header byte now and then reset an idle
+ * timeout for ever and hold every connection slot. The request deadline
+ * (1 s here) cuts them however they trickle, and the slots come back. */
+Test(limits, trickling_clients_cut_by_the_deadline, .init = start_deadline, .fini = stop_limits,
+     .timeout = 30)
+{
+    srv_http_close(fx.conn); /* the fixture's connection would hold a slot */
+    fx.conn = NULL;
+    enum { N = 6 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = raw_connect();
+        raw_send(fds[i], "P");
+    }
+    const char *rest = "OST /v1/verify HTTP/1.1\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaa";
+    double t0 = srv_now_s();
+    int open_n = N;
+    size_t k = 0;
+    char one[2] = {0, 0};
+    while (open_n > 0 && srv_now_s() - t0 < 4.0) {
+        nanosleep(&(struct timespec){0, 250 * 1000 * 1000}, NULL);
+        one[0] = rest[k < strlen(rest) ? k : strlen(rest) - 1];
+        k++;
+        open_n = 0;
+        for (int i = 0; i < N; i++) {
+            if (fds[i] < 0)
+                continue;
+            char b[64];
+            ssize_t n = recv(fds[i], b, sizeof b, MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) ||
+                send(fds[i], one, 1, MSG_NOSIGNAL) != 1) {
+                close(fds[i]);
+                fds[i] = -1;
+                continue;
+            }
+            open_n++;
+        }
+    }
+    double waited = srv_now_s() - t0;
+    cr_expect_eq(open_n, 0, "%d trickling connections still open after %.1f s", open_n, waited);
+    cr_expect_lt(waited, 3.5, "cut after %.1f s (deadline 1 s)", waited);
+    for (int i = 0; i < N; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    /* The slots are free again: an honest request is answered. */
+    char err[256];
+    fx.conn = srv_http_connect("127.0.0.1", fx.port, 10, err, sizeof err);
+    cr_assert(fx.conn, "%s", err);
+    expect("GET", "/healthz", NULL, NULL, NULL, 200, "ok");
+}
+
+static void start_per_ip(void)
+{
+    next_per_ip = 3;
+    start(0);
+}
+
+/* One address holds at most --max-connections-per-ip connections (3 here,
+ * the fixture's own counted): the next is closed at once. */
+Test(limits, per_ip_connection_cap, .init = start_per_ip, .fini = stop_limits, .timeout = 30)
+{
+    expect("GET", "/healthz", NULL, NULL, NULL, 200, "ok"); /* fixture connection: 1 */
+    int a = raw_connect(), b = raw_connect();               /* 2, 3 */
+    cr_expect_not(closed_within(a, 0.3), "the second connection was closed");
+    cr_expect_not(closed_within(b, 0.3), "the third connection was closed");
+    int c = raw_connect();                                  /* 4: over */
+    cr_expect(closed_within(c, 2.0), "a fourth connection from one address stayed open");
+    close(c);
+    close(a);
+    nanosleep(&(struct timespec){0, 300 * 1000 * 1000}, NULL);
+    int d = raw_connect(); /* a slot came back */
+    raw_send(d, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    char out[1024];
+    cr_expect_gt(raw_read(d, out, sizeof out, 5), 0);
+    cr_expect(!strncmp(out, "HTTP/1.1 200", 12), "%s", out);
+    close(d);
+    close(b);
+}
+
+static void start_budget(void)
+{
+    next_budget = 2 * 8192 + 100; /* two bodies of the fixture's 8192-byte limit */
+    start(0);
+}
+
+/* Bodies in flight share a memory budget: a request whose declared body
+ * would pass it is answered 503 (with Retry-After) before a byte of it is
+ * read, and the budget comes back when a request ends. */
+Test(limits, body_memory_budget, .init = start_budget, .fini = stop_limits, .timeout = 30)
+{
+    char head[512];
+    snprintf(head, sizeof head,
+             "POST /v1/verify HTTP/1.1\r\nHost: x\r\n" AUTH1
+             "Content-Type: application/json\r\nContent-Length: 8000\r\n\r\n{\"phone\":");
+    int a = raw_connect(), b = raw_connect();
+    raw_send(a, head);
+    raw_send(b, head);
+    nanosleep(&(struct timespec){0, 300 * 1000 * 1000}, NULL);
+    int c = raw_connect();
+    raw_send(c, head);
+    char out[2048];
+    cr_assert_gt(raw_read(c, out, sizeof out, 3), 0, "no 503 for a body over the budget");
+    cr_expect(!strncmp(out, "HTTP/1.1 503", 12), "%s", out);
+    cr_expect(strstr(out, "Retry-After: 1"), "%s", out);
+    cr_expect(strstr(out, "busy"), "%s", out);
+    close(c);
+    /* One of the two holders goes away: its share is released. */
+    close(a);
+    nanosleep(&(struct timespec){0, 300 * 1000 * 1000}, NULL);
+    int d = raw_connect();
+    raw_send(d, head);
+    cr_expect_eq(raw_read(d, out, sizeof out, 0.5), -1, "refused after a release: %s", out);
+    close(d);
+    close(b);
+}
+
+static srv_http_response verify_answer(const char *image)
+{
+    char nonce[32];
+    get_nonce(AUTH1, nonce);
+    char *body = verify_json(PHONE, image, nonce);
+    srv_http_response r = req("POST", "/v1/verify", AUTH1, "application/json", body);
+    free(body);
+    return r;
+}
+
+/* A template of another model (RE_ENROLL_REQUIRED) would tell a terminal
+ * that the number is enrolled: it gets the answer of a number that is not,
+ * status and body byte for byte, while the operator log and the metrics
+ * keep RE_ENROLL_REQUIRED. */
+Test(http, re_enroll_required_answers_like_no_match)
+{
+    srv_http_response none = verify_answer("FACE-someone-else");
+    cr_assert_eq(none.status, 200);
+    const char *stale_images[] = {"STALE", "STALE2"};
+    for (int i = 0; i < 2; i++) {
+        srv_http_response r = verify_answer(stale_images[i]);
+        cr_expect_eq(r.status, none.status, "%s: %d %s", stale_images[i], r.status, r.body);
+        cr_expect_str_eq(r.body, none.body, "%s", stale_images[i]);
+        cr_expect_str_eq(r.retry_after, none.retry_after);
+        srv_http_response_free(&r);
+    }
+    srv_http_response_free(&none);
+    srv_http_response m = req("GET", "/metrics", NULL, NULL, NULL);
+    const char *line = strstr(m.body, "facepay_decisions_total{route=\"verify\",decision=\"DECLINE\","
+                                      "reason=\"RE_ENROLL_REQUIRED\"}");
+    cr_assert_not_null(line);
+    cr_expect(!strncmp(strchr(line, '}'), "} 2\n", 4), "%.120s", line);
+    srv_http_response_free(&m);
 }

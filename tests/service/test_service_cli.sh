@@ -8,6 +8,7 @@ facepay=$1
 export FACEPAY_MODELS_DIR=$2
 data=$3
 tmp=$(mktemp -d)
+umask 022
 trap 'rm -rf "$tmp"' EXIT
 export FACEPAY_DB=$tmp/t.db
 unset FACEPAY_KEY_FILE FACEPAY_MASTER_KEY
@@ -48,6 +49,9 @@ expect 2 "option without value" "$facepay" verify --phone
 expect 2 "bad profile" "$facepay" verify --profile tv --phone 1 a.jpg
 expect 2 "bad liveness" "$facepay" verify --liveness maybe --phone 1 a.jpg
 expect 2 "bad threshold" "$facepay" verify --threshold 2 --phone 1 a.jpg
+# A cosine threshold at or below 0 approves strangers (-1: anyone).
+expect 2 "negative threshold" "$facepay" verify --threshold -1 --phone 1 a.jpg
+expect 2 "zero threshold" "$facepay" verify --threshold 0 --phone 1 a.jpg
 expect 2 "calibrate without fmr" "$facepay" calibrate --pairs p --root r
 expect 2 "calibrate bad fmr" "$facepay" calibrate --pairs p --root r --fmr abc
 expect 2 "audit what" "$facepay" audit check
@@ -101,6 +105,36 @@ contains "^DECLINE NO_FACE" "no face"
 expect 3 "verify bomb" "$facepay" verify "${L[@]}" --phone +8613800138000 \
   "$data/images/huge_4000x4000.png"
 contains "^DECLINE BAD_IMAGE" "decompression bomb"
+# A FIFO with no writer as the image: refused at once, not read for ever
+# (timeout's 124 would fail the expectation).
+mkfifo "$tmp/capture.jpg"
+expect 1 "FIFO image refused" timeout 20 "$facepay" verify "${L[@]}" --phone +8613800138000 \
+  "$tmp/capture.jpg"
+grep -q "not a regular file" "$tmp/err" && echo "ok: FIFO named" ||
+  { echo "FAIL: FIFO message"; cat "$tmp/err"; fails=$((fails + 1)); }
+# The database and its side files are the owner's alone, whatever the umask.
+for f in "$FACEPAY_DB" "$FACEPAY_DB-wal" "$FACEPAY_DB-shm"; do
+  [[ -e $f ]] || continue
+  m=$(stat -c %a "$f")
+  if [[ $m == 600 ]]; then echo "ok: ${f##*/} mode 600"; else
+    echo "FAIL: ${f##*/} mode $m, want 600"; fails=$((fails + 1)); fi
+done
+# Every model is pinned by sha256 (tools/models.sha256): one modified byte in
+# the detector or the liveness model and the service does not start.
+for m in pnet.tflite FaceAntiSpoofing.tflite; do
+  mkdir -p "$tmp/models-$m"
+  for f in MobileFaceNet.tflite pnet.tflite rnet.tflite onet.tflite FaceAntiSpoofing.tflite; do
+    ln -s "$FACEPAY_MODELS_DIR/$f" "$tmp/models-$m/$f"
+  done
+  rm "$tmp/models-$m/$m"
+  cp "$FACEPAY_MODELS_DIR/$m" "$tmp/models-$m/$m"
+  size=$(stat -c %s "$tmp/models-$m/$m")
+  printf '\x5a' | dd of="$tmp/models-$m/$m" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+  expect 1 "modified $m refused" "$facepay" verify --liveness on --models "$tmp/models-$m" \
+    --phone +8613800138000 "$data/faces/Al_Pacino_0002.jpg"
+  grep -q "pinned" "$tmp/err" && echo "ok: $m pin named" ||
+    { echo "FAIL: $m pin message"; cat "$tmp/err"; fails=$((fails + 1)); }
+done
 expect 0 "terminal add" "$facepay" terminal add kiosk-1
 contains "^terminal kiosk-1 key: [A-Za-z0-9_-]{40,}" "terminal key printed"
 expect 2 "terminal bad id" "$facepay" terminal add "bad id"

@@ -12,6 +12,7 @@
 #include "test_service_util.h"
 #include "test_util.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,16 +293,46 @@ Test(hostile, swapped_rows)
     fpay_service_close(svc);
 }
 
+static long rows_written(void)
+{
+    return svc_sql_count(&env, "SELECT (SELECT count(*) FROM audit) * 1000000 +"
+                               " (SELECT count(*) FROM settings) * 1000 +"
+                               " (SELECT count(*) FROM counters)");
+}
+
+/* A wrong but valid master key: refused at open by the database's key check
+ * value, with a clear message and nothing written; a database made before
+ * check values is checked against its audit chain instead. */
 Test(hostile, wrong_master_key)
 {
     fpay_service *svc = svc_open(&env, env.key, 0, 1, 0);
     fpay_service_result r = svc_enroll(svc, "+8613800000030", PACINO_A);
     cr_assert_eq(r.decision, FPAY_APPROVE);
     fpay_service_close(svc);
-    svc = svc_open(&env, env.key2, 0, 1, 0);
+    long before = rows_written();
+    char e1[512] = "";
+    fpay_service *wrong = NULL;
+    cr_expect_eq(svc_try_open(&env, env.key2, 0, &wrong, e1, sizeof e1), FPAY_INVALID_ARGUMENT);
+    cr_expect_null(wrong);
+    fpay_service_close(wrong);
+    cr_expect_not_null(strstr(e1, "not the key of this database"), "'%s'", e1);
+    cr_expect_eq(rows_written(), before, "something was written under the wrong key");
+    /* Without the check value (a database from before them): the audit
+     * chain decides, and the right key gets the value back. */
+    svc_sql(&env, "DELETE FROM settings WHERE name = 'key_check';");
+    before = rows_written();
+    wrong = NULL;
+    cr_expect_eq(svc_try_open(&env, env.key2, 0, &wrong, e1, sizeof e1), FPAY_INVALID_ARGUMENT);
+    cr_expect_null(wrong);
+    fpay_service_close(wrong);
+    cr_expect_not_null(strstr(e1, "audit chain"), "'%s'", e1);
+    cr_expect_eq(rows_written(), before, "something was written under the wrong key");
+    svc = svc_open(&env, env.key, 0, 1, 0);
     r = svc_verify(svc, "+8613800000030", PACINO_B);
-    cr_assert_eq(r.decision, FPAY_DECLINE);
+    cr_expect_eq(r.decision, FPAY_APPROVE);
     fpay_service_close(svc);
+    cr_expect_eq(svc_sql_count(&env, "SELECT count(*) FROM settings WHERE name = 'key_check'"),
+                 1);
     /* No key at all, or an unreadable one: open fails, nothing runs. */
     fpay_service_config cfg;
     fpay_service_config_init(&cfg);
@@ -316,7 +347,95 @@ Test(hostile, wrong_master_key)
     cr_assert_neq(fpay_service_open(&cfg, &none, err, sizeof err), FPAY_OK);
 }
 
-Test(hostile, re_enroll_required)
+/* A cosine threshold at or below 0 approves strangers (-1 approves anyone):
+ * an explicit one outside (0, 1] is refused at open, and so is a stored
+ * calibration outside it (someone with write access to the file). */
+Test(hostile, threshold_outside_0_1_refused)
+{
+    const float bad[] = {-1.0f, -0.25f, -1e-9f, 1.0001f, 2.0f, NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        fpay_service *svc = NULL;
+        char err[512] = "";
+        cr_expect_eq(svc_try_open(&env, env.key, bad[i], &svc, err, sizeof err), FPAY_INVALID_ARGUMENT,
+                     "threshold %g was accepted", (double)bad[i]);
+        cr_expect_null(svc);
+        cr_expect_not_null(strstr(err, "(0, 1]"), "threshold %g: '%s'", (double)bad[i], err);
+        fpay_service_close(svc);
+    }
+    /* The edges: 1 is allowed, 0 means the calibrated one. */
+    fpay_service *svc = svc_open(&env, env.key, 0, 1, 1.0f);
+    fpay_service_close(svc);
+    svc = svc_open(&env, env.key, 0, 1, 0.0f);
+    float t;
+    double fmr;
+    fpay_service_threshold(svc, &t, &fmr);
+    cr_expect_float_eq(t, FPAY_DEFAULT_THRESHOLD, 1e-6);
+    fpay_service_result r = svc_enroll(svc, "+8613800000041", PACINO_A);
+    cr_assert_eq(r.decision, FPAY_APPROVE);
+    fpay_service_close(svc);
+
+    /* A calibration of this model (its sha from the enrolled row) stored
+     * with threshold -1. */
+    svc_sql(&env, "INSERT OR REPLACE INTO settings (name, value) VALUES ('threshold', '-1'),"
+                  " ('threshold_fmr', '0.0001');"
+                  "INSERT OR REPLACE INTO settings (name, value)"
+                  " SELECT 'threshold_model_sha256', model_sha256 FROM accounts;");
+    char err[512] = "";
+    svc = NULL;
+    cr_expect_eq(svc_try_open(&env, env.key, 0.0f, &svc, err, sizeof err), FPAY_INVALID_ARGUMENT,
+                 "a stored threshold of -1 was used");
+    cr_expect_null(svc);
+    cr_expect_not_null(strstr(err, "(0, 1]"), "'%s'", err);
+    fpay_service_close(svc);
+    /* An explicit threshold still opens it (it does not read the setting). */
+    svc = svc_open(&env, env.key, 0, 1, 0.5f);
+    fpay_service_close(svc);
+}
+
+static int same_public(const fpay_service_result *a, const fpay_service_result *b)
+{
+    return a->decision == b->decision && a->reason == b->reason &&
+           a->quality_reasons == b->quality_reasons && a->retry_after_s == b->retry_after_s &&
+           memcmp(a->message, b->message, sizeof a->message) == 0;
+}
+
+/* After a model change an enrolled number cannot be compared: the operator
+ * learns RE_ENROLL_REQUIRED (operator_reason, the audit record), the
+ * terminal gets exactly the answer of a number nobody enrolled, with the
+ * same work (one open, one compare) and the same throttling. */
+static void stale_answers_like_unknown(const char *stale_acct, const char *unknown_acct)
+{
+    fpay_service *svc = svc_open(&env, env.key, 0, 1, 0);
+    fpay_service_counts c0, c1, c2;
+    fpay_service_counts_get(svc, &c0);
+    fpay_service_result stale = svc_verify(svc, stale_acct, PACINO_B);
+    fpay_service_counts_get(svc, &c1);
+    fpay_service_result unknown = svc_verify(svc, unknown_acct, PACINO_B);
+    fpay_service_counts_get(svc, &c2);
+    assert_decline(&stale, FPAY_REASON_NO_MATCH);
+    cr_expect_eq(stale.operator_reason, FPAY_REASON_RE_ENROLL_REQUIRED, "%s",
+                 fpay_reason_name(stale.operator_reason));
+    cr_expect_eq(unknown.operator_reason, FPAY_REASON_NO_MATCH);
+    cr_expect(same_public(&stale, &unknown), "stale: %s %s / unknown: %s %s",
+              fpay_reason_name(stale.reason), stale.message, fpay_reason_name(unknown.reason),
+              unknown.message);
+    cr_expect_eq(c1.template_opens - c0.template_opens, 1);
+    cr_expect_eq(c1.compares - c0.compares, 1);
+    cr_expect_eq(c2.template_opens - c1.template_opens, 1);
+    cr_expect_eq(c2.compares - c1.compares, 1);
+    int64_t now = 1700000000;
+    fpay_service_set_clock(svc, svc_fake_clock, &now);
+    for (int i = 0; i < 5; i++) {
+        stale = svc_verify(svc, stale_acct, PACINO_B);
+        unknown = svc_verify(svc, unknown_acct, PACINO_B);
+        cr_expect(same_public(&stale, &unknown), "attempt %d: %s / %s", i, stale.message,
+                  unknown.message);
+    }
+    cr_expect_eq(stale.reason, FPAY_REASON_THROTTLED, "%s", fpay_reason_name(stale.reason));
+    fpay_service_close(svc);
+}
+
+Test(hostile, re_enroll_required_answers_like_an_unknown_number)
 {
     fpay_service *svc = svc_open(&env, env.key, 0, 1, 0);
     fpay_service_result r = svc_enroll(svc, "+8613800000040", PACINO_A);
@@ -324,21 +443,23 @@ Test(hostile, re_enroll_required)
     fpay_service_close(svc);
     svc_sql(&env, "UPDATE accounts SET model_sha256 = "
                   "'0000000000000000000000000000000000000000000000000000000000000000';");
-    svc = svc_open(&env, env.key, 0, 1, 0);
-    r = svc_verify(svc, "+8613800000040", PACINO_B);
-    assert_decline(&r, FPAY_REASON_RE_ENROLL_REQUIRED);
+    stale_answers_like_unknown("+8613800000040", "+8613800000041");
+    cr_expect_geq(svc_sql_count(&env, "SELECT count(*) FROM audit WHERE op = 'verify' AND "
+                                      "reason = 'RE_ENROLL_REQUIRED'"),
+                  5, "the audit record tells the operator");
     /* Re-enrolling with a new photo fixes it. */
+    svc_sql(&env, "DELETE FROM counters;");
+    svc = svc_open(&env, env.key, 0, 1, 0);
     r = svc_enroll(svc, "+8613800000040", "faces/Tom_Cruise_0001.jpg");
     cr_assert_eq(r.decision, FPAY_APPROVE, "%s", fpay_reason_name(r.reason));
     r = svc_verify(svc, "+8613800000040", PACINO_B);
     assert_decline(&r, FPAY_REASON_NO_MATCH);
+    cr_expect_eq(r.operator_reason, FPAY_REASON_NO_MATCH);
     fpay_service_close(svc);
-    /* Another template version: also re-enroll. */
-    svc_sql(&env, "UPDATE accounts SET template_version = 99;");
-    svc = svc_open(&env, env.key, 0, 1, 0);
-    r = svc_verify(svc, "+8613800000040", PACINO_B);
-    assert_decline(&r, FPAY_REASON_RE_ENROLL_REQUIRED);
-    fpay_service_close(svc);
+    /* Another template version: the same. */
+    svc_sql(&env, "UPDATE accounts SET template_version = 99; DELETE FROM counters;"
+                  "DELETE FROM terminal_failures;");
+    stale_answers_like_unknown("+8613800000040", "+8613800000042");
 }
 
 Test(hostile, hostile_counter_rows)

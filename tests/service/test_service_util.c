@@ -49,6 +49,20 @@ static const char *models_dir(void)
     return dir;
 }
 
+fpay_status svc_try_open(const svc_env *e, const char *key_file, float threshold,
+                         fpay_service **out, char *err, size_t err_len)
+{
+    fpay_service_config cfg;
+    fpay_service_config_init(&cfg);
+    cfg.db_path = e->db;
+    cfg.key_file = key_file;
+    cfg.pipeline.models_dir = models_dir();
+    cfg.pipeline.liveness = 0;
+    cfg.threshold = threshold;
+    cfg.default_country_code = "86";
+    return fpay_service_open(&cfg, out, err, err_len);
+}
+
 fpay_service *svc_open(const svc_env *e, const char *key_file, int liveness, int workers,
                        float threshold)
 {

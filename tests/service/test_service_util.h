@@ -27,6 +27,11 @@ void svc_env_fini(svc_env *e);
 fpay_service *svc_open(const svc_env *e, const char *key_file, int liveness, int workers,
                        float threshold);
 
+/* The same with liveness off and one worker, without asserting: the status
+ * and the message of the open. */
+fpay_status svc_try_open(const svc_env *e, const char *key_file, float threshold,
+                         fpay_service **out, char *err, size_t err_len);
+
 /* A photo of tests/data as an encoded capture (data malloc'd: svc_src_free). */
 fpay_capture_source svc_src(const char *rel);
 void svc_src_free(fpay_capture_source *s);

@@ -6,8 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include "test_store_util.h"
+
+#include <sqlite3.h>
 
 #define OPS(st) ((st)->ops)
 
@@ -779,4 +784,99 @@ Test(store, many_threads_one_file, .timeout = 600)
     cr_expect_eq(n, THREADS * ITERS);
     cr_expect_eq(bad, 0);
     OPS(st)->close(st);
+}
+
+static unsigned file_mode(const char *path)
+{
+    struct stat sb;
+    cr_assert_eq(stat(path, &sb), 0, "stat %s", path);
+    return (unsigned)(sb.st_mode & 0777);
+}
+
+/* The database and its -wal and -shm hold sealed templates and the audit
+ * chain: created 0600 whatever the umask, an existing one that others may
+ * read is restricted, and a FIFO at the path is refused without hanging. */
+Test(store, files_are_private, .timeout = 30)
+{
+    mode_t old = umask(022);
+    fpay_store *st = tsu_open(db, NULL);
+    char err[256] = "", wal[700], shm[700];
+    fpay_account_row row;
+    tsu_row(&K, "+8613800138000", 1, &row);
+    cr_assert_eq(OPS(st)->put_account(st, &row, NULL, 0, err, sizeof err), FPAY_OK, "%s", err);
+    snprintf(wal, sizeof wal, "%s-wal", db);
+    snprintf(shm, sizeof shm, "%s-shm", db);
+    cr_expect_eq(file_mode(db), 0600u, "database mode %o", file_mode(db));
+    cr_expect_eq(file_mode(wal), 0600u, "-wal mode %o", file_mode(wal));
+    cr_expect_eq(file_mode(shm), 0600u, "-shm mode %o", file_mode(shm));
+    OPS(st)->close(st);
+    fpay_account_row_clear(&row);
+
+    cr_assert_eq(chmod(db, 0644), 0);
+    st = tsu_open(db, NULL);
+    cr_expect_eq(file_mode(db), 0600u, "reopened database mode %o", file_mode(db));
+    OPS(st)->close(st);
+    umask(old);
+
+    char fifo[700];
+    tsu_join(fifo, sizeof fifo, dir, "fifo.db");
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    fpay_store_options opt = {.path = fifo};
+    fpay_store *none = (fpay_store *)1;
+    cr_expect_eq(fpay_store_sqlite_open(&opt, &none, err, sizeof err), FPAY_INVALID_ARGUMENT);
+    cr_expect_null(none);
+    cr_expect_not_null(strstr(err, "not a regular file"), "'%s'", err);
+    unlink(fifo);
+}
+
+static int file_holds(const char *path, const uint8_t *needle, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    static uint8_t buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    for (size_t i = 0; i + n <= len; i++)
+        if (memcmp(buf + i, needle, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* Every connection opened in this process from now on starts with
+ * secure_delete off, as in a SQLite built without SQLITE_SECURE_DELETE
+ * (Debian's is built with it, which would hide a store that forgot it). */
+static int secure_delete_off(sqlite3 *conn, char **errmsg, const void *api)
+{
+    (void)errmsg;
+    (void)api;
+    return sqlite3_exec(conn, "PRAGMA secure_delete = OFF", NULL, NULL, NULL);
+}
+
+/* An erased template leaves no bytes behind in the file (PRAGMA
+ * secure_delete): a copy of the file taken after an erasure does not hold
+ * the sealed template any more, whatever the library's default. */
+Test(store, erasure_overwrites_the_bytes)
+{
+    cr_assert_eq(sqlite3_auto_extension((void (*)(void))secure_delete_off), SQLITE_OK);
+    fpay_store *st = tsu_open(db, NULL);
+    char err[256] = "";
+    fpay_account_row row;
+    tsu_row(&K, "+8613800138000", 1, &row);
+    cr_assert_eq(OPS(st)->put_account(st, &row, NULL, 0, err, sizeof err), FPAY_OK, "%s", err);
+    OPS(st)->close(st); /* checkpoint: the row is in the database file */
+    cr_assert(file_holds(db, row.blob, 64), "the sealed template is in the file");
+
+    st = tsu_open(db, NULL);
+    int existed = 0;
+    cr_assert_eq(OPS(st)->delete_account(st, row.account_hash, &existed, err, sizeof err),
+                 FPAY_OK, "%s", err);
+    cr_assert_eq(existed, 1);
+    OPS(st)->close(st);
+    char wal[700];
+    snprintf(wal, sizeof wal, "%s-wal", db);
+    cr_expect_not(file_holds(db, row.blob, 64), "erased template still in the database file");
+    cr_expect_not(file_holds(wal, row.blob, 64), "erased template still in the -wal file");
+    fpay_account_row_clear(&row);
+    sqlite3_reset_auto_extension();
 }

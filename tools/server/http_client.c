@@ -23,7 +23,7 @@
 struct srv_http_conn {
     char host[256];
     int port, timeout_s, fd;
-    char buf[MAX_HEAD];
+    char buf[MAX_HEAD + 1];   /* + 1: room for the NUL after what was read */
     size_t have;        /* bytes in buf not consumed yet */
 };
 
@@ -110,10 +110,10 @@ static int send_all(int fd, const void *p, size_t n)
 /* Reads more into c->buf; -1 on error or EOF. */
 static int fill(srv_http_conn *c)
 {
-    if (c->have >= sizeof c->buf)
+    if (c->have >= MAX_HEAD)
         return -1;
     for (;;) {
-        ssize_t r = recv(c->fd, c->buf + c->have, sizeof c->buf - c->have, 0);
+        ssize_t r = recv(c->fd, c->buf + c->have, MAX_HEAD - c->have, 0);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -148,7 +148,9 @@ static int read_response(srv_http_conn *c, int head_only, srv_http_response *res
 {
     char *end;
     for (;;) {
-        c->buf[c->have < sizeof c->buf ? c->have : sizeof c->buf - 1] = 0;
+        /* Terminated after the last byte read, never over it: the buffer
+         * may also hold the start of the body. */
+        c->buf[c->have] = 0;
         end = c->have ? strstr(c->buf, "\r\n\r\n") : NULL;
         if (end)
             break;

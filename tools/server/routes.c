@@ -29,11 +29,34 @@
 #include <time.h>
 #include <unistd.h>
 
+/* One accepted connection, for the request deadline: the watchdog thread
+ * cuts (shutdown(2)) a connection whose request has not been read whole
+ * within the deadline of its start (the accept, or the end of the previous
+ * request on a kept-alive connection). libmicrohttpd's own timeout is an
+ * idle one: a client that sends a byte now and then resets it for ever. */
+typedef struct conn_track {
+    struct conn_track *prev, *next;
+    int fd;
+    double phase_start;     /* srv_now_s() when the current request began */
+    int busy;               /* read whole, being answered: not cut */
+    int cut;
+} conn_track;
+
 struct srv_server {
     srv_config cfg;
     struct MHD_Daemon *daemon;
     pthread_mutex_t log_lock;
     atomic_int active;      /* requests between headers and completion */
+    /* The request deadline. */
+    double deadline_s;
+    pthread_mutex_t conn_lock;
+    pthread_cond_t wd_cv;
+    conn_track *conns;
+    int wd_stop, wd_started;
+    pthread_t watchdog;
+    /* Bytes of request bodies held by requests in flight, and the budget. */
+    atomic_size_t body_bytes;
+    size_t body_budget;
 };
 
 /* Multipart verify: the fields as they arrive from MHD's post processor. */
@@ -51,6 +74,13 @@ typedef struct mp_state {
 } mp_state;
 
 typedef struct req_ctx {
+    srv_server *server;
+    conn_track *track;
+    int started;                /* first_call done */
+    int counted;                /* in server->active */
+    int path_ok;                /* the raw path passed check_raw_path */
+    size_t reserved;            /* bytes of body_budget held */
+    int over_budget;            /* body refused for the budget: 503 */
     srv_route route;
     double start;
     int needs_body;
@@ -63,6 +93,152 @@ typedef struct req_ctx {
     mp_state *mp;
     char terminal[SRV_MAX_TERMINAL_ID];
 } req_ctx;
+
+/* ------------------------------------------------------ body budget */
+
+/* Raises what r holds of the budget for bodies in flight to total bytes;
+ * -1 (nothing taken) when that would pass the budget. */
+static int reserve(req_ctx *r, size_t total)
+{
+    srv_server *s = r->server;
+    if (total <= r->reserved)
+        return 0;
+    size_t delta = total - r->reserved;
+    size_t cur = atomic_load(&s->body_bytes);
+    do {
+        if (cur > s->body_budget || delta > s->body_budget - cur)
+            return -1;
+    } while (!atomic_compare_exchange_weak(&s->body_bytes, &cur, cur + delta));
+    r->reserved = total;
+    return 0;
+}
+
+static void release_all(req_ctx *r)
+{
+    if (r->reserved)
+        atomic_fetch_sub(&r->server->body_bytes, r->reserved);
+    r->reserved = 0;
+}
+
+/* ------------------------------------------------------- raw request */
+
+/* The path as the client sent it, before libmicrohttpd %-decodes it (a %00
+ * would cut the decoded string short, so the decoded path cannot show it).
+ * Only the account route has a variable part: its id must be digits, with
+ * '+' first (as %2B, or a plain '+') for a phone and a final X for an ID
+ * card; anything else (%00, other escapes, letters, separators) is refused.
+ * Other routes are matched exactly on the decoded path. */
+static int check_raw_path(const char *uri)
+{
+    static const char prefix[] = "/v1/accounts/";
+    size_t n = strcspn(uri, "?");
+    if (n < sizeof prefix - 1 || strncmp(uri, prefix, sizeof prefix - 1) != 0)
+        return 1;
+    const char *p = uri + sizeof prefix - 1, *end = uri + n;
+    if (end - p >= 3 && p[0] == '%' && p[1] == '2' && (p[2] == 'B' || p[2] == 'b'))
+        p += 3;
+    else if (p < end && *p == '+')
+        p++;
+    size_t digits = 0;
+    while (p < end && *p >= '0' && *p <= '9') {
+        p++;
+        digits++;
+    }
+    if (p < end && (*p == 'X' || *p == 'x') && digits == 17)
+        p++;
+    return digits > 0 && p == end;
+}
+
+static void *uri_log(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)c;
+    req_ctx *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->server = cls;
+    r->path_ok = uri && check_raw_path(uri);
+    return r;
+}
+
+/* ------------------------------------------------------- connections */
+
+static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code)
+{
+    srv_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn_track *t = calloc(1, sizeof *t);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = t;
+        if (!t || !ci) {
+            /* Untracked means uncut: refuse to serve it at all. */
+            if (ci)
+                shutdown(ci->connect_fd, SHUT_RDWR);
+            return;
+        }
+        t->fd = ci->connect_fd;
+        t->phase_start = srv_now_s();
+        pthread_mutex_lock(&s->conn_lock);
+        t->next = s->conns;
+        if (s->conns)
+            s->conns->prev = t;
+        s->conns = t;
+        pthread_mutex_unlock(&s->conn_lock);
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        /* Called before libmicrohttpd closes the socket: once t is off the
+         * list (under the lock the watchdog holds while it cuts), its fd is
+         * never touched again, so a reused descriptor is never cut. */
+        conn_track *t = *socket_context;
+        *socket_context = NULL;
+        if (!t)
+            return;
+        pthread_mutex_lock(&s->conn_lock);
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            s->conns = t->next;
+        if (t->next)
+            t->next->prev = t->prev;
+        pthread_mutex_unlock(&s->conn_lock);
+        free(t);
+    }
+}
+
+static void track_set_busy(srv_server *s, conn_track *t, int busy)
+{
+    if (!t)
+        return;
+    pthread_mutex_lock(&s->conn_lock);
+    t->busy = busy;
+    if (!busy)
+        t->phase_start = srv_now_s();
+    pthread_mutex_unlock(&s->conn_lock);
+}
+
+static void *watchdog_main(void *arg)
+{
+    srv_server *s = arg;
+    pthread_mutex_lock(&s->conn_lock);
+    while (!s->wd_stop) {
+        double now = srv_now_s();
+        for (conn_track *t = s->conns; t; t = t->next)
+            if (!t->busy && !t->cut && now - t->phase_start > s->deadline_s) {
+                shutdown(t->fd, SHUT_RDWR);
+                t->cut = 1;
+            }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->wd_cv, &s->conn_lock, &ts);
+    }
+    pthread_mutex_unlock(&s->conn_lock);
+    return NULL;
+}
 
 /* ------------------------------------------------------------ answers */
 
@@ -132,15 +308,34 @@ static enum MHD_Result send_result(srv_server *s, struct MHD_Connection *c, req_
                                    const char *op, fpay_status st,
                                    const fpay_service_result *res)
 {
-    int http = srv_result_http_status(r->route, st, res);
     fpay_service_result shown = *res;
+    /* The operator's reason: RE_ENROLL_REQUIRED (a template of another
+     * model) is for the operator log and metrics; the terminal gets the
+     * answer of an unknown number, so it cannot tell an enrolled number
+     * from one that is not (the service already answers so; this holds
+     * for any service behind srv_service_ops). */
+    fpay_reason op_reason = res->operator_reason == FPAY_REASON_RE_ENROLL_REQUIRED
+                                ? FPAY_REASON_RE_ENROLL_REQUIRED
+                                : res->reason;
+    if (r->route == SRV_ROUTE_VERIFY && shown.reason == FPAY_REASON_RE_ENROLL_REQUIRED) {
+        shown.reason = FPAY_REASON_NO_MATCH;
+        shown.decision = FPAY_DECLINE;
+        shown.retry_after_s = 0;
+        shown.quality_reasons = 0;
+        snprintf(shown.message, sizeof shown.message, "%s",
+                 fpay_reason_str(FPAY_REASON_NO_MATCH));
+    }
+    int http = srv_result_http_status(r->route, st, &shown);
     if (http == 500) {
         /* Whatever went wrong inside, the terminal gets a plain refusal. */
         shown.decision = FPAY_DECLINE;
         shown.reason = FPAY_REASON_INTERNAL_ERROR;
         snprintf(shown.message, sizeof shown.message, "%s", "internal error: retry later");
     }
-    srv_metrics_decision(s->cfg.metrics, r->route, &shown);
+    fpay_service_result counted = shown;
+    if (http != 500)
+        counted.reason = op_reason;
+    srv_metrics_decision(s->cfg.metrics, r->route, &counted);
     const fpay_stage_times *t = &res->times;
     /* The operator line: never the account number, only its hash prefix. */
     log_line(s,
@@ -150,7 +345,8 @@ static enum MHD_Result send_result(srv_server *s, struct MHD_Connection *c, req_
              "match=%.1f",
              op, r->terminal, res->account_hash_prefix, http,
              shown.decision == FPAY_APPROVE ? "APPROVE" : "DECLINE",
-             srv_reason_name(shown.reason), (double)res->score, (double)res->threshold, res->fmr,
+             srv_reason_name(http != 500 ? op_reason : shown.reason), (double)res->score,
+             (double)res->threshold, res->fmr,
              res->captures_used, t->total, t->decode, t->detect, t->select, t->quality,
              t->align, t->liveness, t->embed, t->match);
     return send_body(s, c, r, http, "application/json", srv_result_json(&shown),
@@ -288,6 +484,11 @@ static enum MHD_Result mp_iter(void *cls, enum MHD_ValueKind kind, const char *k
                 cap *= 2;
             if (cap > m->image_cap)
                 cap = m->image_cap;
+            if (reserve(r, cap)) {
+                r->over_budget = 1;
+                srv_error_set(&m->err, 503, "busy", "the server is busy: retry in a second");
+                return MHD_NO;
+            }
             unsigned char *p = realloc(m->image, cap);
             if (!p) {
                 srv_error_set(&m->err, 503, "out_of_memory", "out of memory: retry later");
@@ -444,9 +645,33 @@ static enum MHD_Result do_delete(srv_server *s, struct MHD_Connection *c, req_ct
 
 /* ------------------------------------------------------- entry points */
 
+/* Counts the Content-Length and Transfer-Encoding headers. */
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind, (void)value;
+    int *n = cls;
+    if (key && !strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH))
+        n[0]++;
+    else if (key && !strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        n[1]++;
+    return MHD_YES;
+}
+
 static enum MHD_Result first_call(srv_server *s, struct MHD_Connection *c, req_ctx *r,
                                   const char *url, const char *method)
 {
+    /* Two Content-Length headers (libmicrohttpd takes the first), or one
+     * next to Transfer-Encoding: a proxy in front may frame the body
+     * otherwise than we do (request smuggling). Refused whatever the route. */
+    int framing[2] = {0, 0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, framing);
+    if (framing[0] > 1 || (framing[0] && framing[1])) {
+        r->route = SRV_ROUTE_OTHER;
+        return fail(s, c, r, 400, "bad_request",
+                    framing[0] > 1 ? "more than one Content-Length header"
+                                   : "Content-Length and Transfer-Encoding together");
+    }
     const route_def *d = find_route(url);
     if (!d) {
         r->route = SRV_ROUTE_OTHER;
@@ -464,6 +689,10 @@ static enum MHD_Result first_call(srv_server *s, struct MHD_Connection *c, req_c
     if ((d->auth || (d->route == SRV_ROUTE_METRICS && s->cfg.metrics_auth)) &&
         authenticate(s, c, r, &e))
         return send_error(s, c, r, &e, 0, NULL);
+    if (!r->path_ok)
+        return fail(s, c, r, 400, "invalid_account",
+                    "invalid phone or ID card number in the path: digits only, '+' first "
+                    "as %2B, a final X for an ID card");
     if (d->body) {
         const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                         MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -487,6 +716,10 @@ static enum MHD_Result first_call(srv_server *s, struct MHD_Connection *c, req_c
                               s->cfg.limits.max_body);
                 return send_error(s, c, r, &e, 0, NULL);
             }
+            /* The whole declared body is held against the budget before a
+             * byte of it is read. */
+            if (reserve(r, (size_t)n + 1))
+                return fail(s, c, r, 503, "busy", "the server is busy: retry in a second");
         }
         r->needs_body = 1;
         if (r->multipart) {
@@ -506,6 +739,8 @@ static enum MHD_Result first_call(srv_server *s, struct MHD_Connection *c, req_c
 static enum MHD_Result receive(srv_server *s, req_ctx *r, const char *data, size_t size)
 {
     r->received += size;
+    if (r->over_budget)
+        return r->received > 4 * s->cfg.limits.max_body + (1u << 20) ? MHD_NO : MHD_YES;
     if (r->too_large || r->received > s->cfg.limits.max_body) {
         r->too_large = 1;
         /* The answer is 413 either way; a client that keeps sending far past
@@ -519,11 +754,22 @@ static enum MHD_Result receive(srv_server *s, req_ctx *r, const char *data, size
         return MHD_YES;
     }
     if (r->len + size + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 64 * 1024;
+        /* A declared body gets a buffer of its size (already held against
+         * the budget); a chunked one grows from 64 KiB. */
+        size_t cap = r->cap ? r->cap : r->reserved ? r->reserved : 64 * 1024;
         while (cap < r->len + size + 1)
             cap *= 2;
         if (cap > s->cfg.limits.max_body + 1)
             cap = s->cfg.limits.max_body + 1;
+        if (reserve(r, cap)) {
+            /* A chunked body that would pass the budget: dropped now, 503
+             * at the end. */
+            r->over_budget = 1;
+            free(r->body);
+            r->body = NULL;
+            r->len = r->cap = 0;
+            return MHD_YES;
+        }
         char *p = realloc(r->body, cap);
         if (!p)
             return MHD_NO;
@@ -544,13 +790,16 @@ static enum MHD_Result srv_handle(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     srv_server *s = cls;
     req_ctx *r = *con_cls;
-    if (!r) {
-        r = calloc(1, sizeof *r);
-        if (!r)
-            return MHD_NO;
+    if (!r)
+        return MHD_NO; /* uri_log could not allocate it: drop the connection */
+    if (!r->started) {
+        r->started = 1;
         r->start = srv_now_s();
         strcpy(r->terminal, "-");
-        *con_cls = r;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        r->track = ci ? ci->socket_context : NULL;
+        r->counted = 1;
         atomic_fetch_add(&s->active, 1);
         return first_call(s, c, r, url, method);
     }
@@ -558,6 +807,16 @@ static enum MHD_Result srv_handle(void *cls, struct MHD_Connection *c, const cha
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         return receive(s, r, upload_data, n);
+    }
+    /* The request is read whole: the deadline no longer applies (the
+     * service's own time is bounded by its workers). */
+    track_set_busy(s, r->track, 1);
+    if (r->over_budget) {
+        if (r->pp) {
+            MHD_destroy_post_processor(r->pp);
+            r->pp = NULL;
+        }
+        return fail(s, c, r, 503, "busy", "the server is busy: retry in a second");
     }
     if (r->too_large) {
         srv_error e;
@@ -595,7 +854,10 @@ static void srv_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     req_ctx *r = *con_cls;
     if (!r)
         return;
-    atomic_fetch_sub(&s->active, 1);
+    if (r->counted)
+        atomic_fetch_sub(&s->active, 1);
+    track_set_busy(s, r->track, 0);
+    release_all(r);
     if (r->pp)
         MHD_destroy_post_processor(r->pp);
     if (r->mp)
@@ -616,6 +878,11 @@ srv_server *srv_server_start(const srv_config *cfg, const srv_listen *l, int *bo
         return NULL;
     }
     s->cfg = *cfg;
+    s->deadline_s = l->request_deadline_s > 0 ? l->request_deadline_s : SRV_DEFAULT_DEADLINE_S;
+    s->body_budget = cfg->body_budget ? cfg->body_budget : 8 * cfg->limits.max_body;
+    atomic_init(&s->body_bytes, 0);
+    pthread_mutex_init(&s->conn_lock, NULL);
+    pthread_cond_init(&s->wd_cv, NULL);
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
@@ -642,17 +909,29 @@ srv_server *srv_server_start(const srv_config *cfg, const srv_listen *l, int *bo
         (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)l->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)l->timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, l->header_memory, MHD_OPTION_NOTIFY_COMPLETED,
-        srv_completed, s, MHD_OPTION_END);
+        srv_completed, s, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)(l->per_ip_connections > 0 ? l->per_ip_connections
+                                             : SRV_DEFAULT_PER_IP_CONNECTIONS),
+        MHD_OPTION_URI_LOG_CALLBACK, uri_log, s, MHD_OPTION_NOTIFY_CONNECTION,
+        notify_connection, s, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, err_len, "cannot listen on %s port %d (in use, or not an address of this "
                  "machine)", l->host, l->port);
         goto fail;
     }
+    if (pthread_create(&s->watchdog, NULL, watchdog_main, s) != 0) {
+        MHD_stop_daemon(s->daemon);
+        snprintf(err, err_len, "cannot start the request deadline thread");
+        goto fail;
+    }
+    s->wd_started = 1;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     *bound_port = info ? info->port : l->port;
     return s;
 fail:
     pthread_mutex_destroy(&s->log_lock);
+    pthread_mutex_destroy(&s->conn_lock);
+    pthread_cond_destroy(&s->wd_cv);
     free(s);
     return NULL;
 }
@@ -670,6 +949,14 @@ void srv_server_stop(srv_server *s)
     for (int i = 0; i < 1000 && atomic_load(&s->active) > 0; i++)
         nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     MHD_stop_daemon(s->daemon);
+    pthread_mutex_lock(&s->conn_lock);
+    s->wd_stop = 1;
+    pthread_cond_signal(&s->wd_cv);
+    pthread_mutex_unlock(&s->conn_lock);
+    if (s->wd_started)
+        pthread_join(s->watchdog, NULL);
     pthread_mutex_destroy(&s->log_lock);
+    pthread_mutex_destroy(&s->conn_lock);
+    pthread_cond_destroy(&s->wd_cv);
     free(s);
 }

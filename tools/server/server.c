@@ -53,6 +53,11 @@ static const char *const serve_help =
     "  --port N              port on the default address; 0 = any free port\n"
     "  --max-connections N   concurrent connections (default 64)\n"
     "  --timeout S           idle connection timeout in seconds (default 15)\n"
+  "  --request-timeout S   headers and body of a request must arrive within S\n"
+  "                        seconds in all, however they trickle (default 30)\n"
+  "  --max-connections-per-ip N  connections from one address (default 16)\n"
+  "  --max-body-memory N   bytes of bodies all requests in flight may hold\n"
+  "                        together, 503 beyond (default 8 x --max-body-bytes)\n"
     "  --max-body-bytes N    request body limit, 413 beyond (default 16 MiB)\n"
     "  --max-image-bytes N   one decoded image, 413 beyond (default 4 MiB)\n"
     "  --nonce-ttl S         lifetime of a nonce (default 60)\n"
@@ -149,6 +154,8 @@ typedef struct serve_opts {
     const char *db, *key_file, *models, *backend, *country, *add_terminal;
     char host[64];
     int port, workers, max_conn, timeout_s, nonce_ttl, metrics_auth, max_batch;
+    int request_timeout_s, per_ip;
+    long body_budget;   /* 0 = 8 x max_body */
     int profile, liveness;
     float threshold;
     long max_body, max_image;
@@ -183,6 +190,8 @@ static int parse_args(int argc, char **argv, serve_opts *o)
     o->workers = 2;
     o->max_conn = 64;
     o->timeout_s = 15;
+    o->request_timeout_s = SRV_DEFAULT_DEADLINE_S;
+    o->per_ip = SRV_DEFAULT_PER_IP_CONNECTIONS;
     o->nonce_ttl = 60;
     o->max_batch = 8;
     o->max_body = 16L << 20;
@@ -230,8 +239,8 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         } else if (!strcmp(a, "--threshold")) {
             char *end;
             double t = strtod(v, &end);
-            if (end == v || *end || !(t >= -1 && t <= 1) || t == 0)
-                return die(EXIT_USAGE, "--threshold wants a cosine in [-1, 1], not 0, got '%s'", v);
+            if (end == v || *end || !(t > 0 && t <= 1))
+                return die(EXIT_USAGE, "--threshold wants a cosine in (0, 1], got '%s'", v);
             o->threshold = (float)t;
         } else if (!strcmp(a, "--listen")) {
             if (parse_listen(v, o))
@@ -248,6 +257,17 @@ static int parse_args(int argc, char **argv, serve_opts *o)
             if (parse_long(v, 1, 3600, &n))
                 return die(EXIT_USAGE, "--timeout wants 1..3600 seconds, got '%s'", v);
             o->timeout_s = (int)n;
+        } else if (!strcmp(a, "--request-timeout")) {
+            if (parse_long(v, 1, 3600, &n))
+                return die(EXIT_USAGE, "--request-timeout wants 1..3600 seconds, got '%s'", v);
+            o->request_timeout_s = (int)n;
+        } else if (!strcmp(a, "--max-connections-per-ip")) {
+            if (parse_long(v, 1, 4096, &n))
+                return die(EXIT_USAGE, "--max-connections-per-ip wants 1..4096, got '%s'", v);
+            o->per_ip = (int)n;
+        } else if (!strcmp(a, "--max-body-memory")) {
+            if (parse_long(v, 1024, 1L << 40, &o->body_budget))
+                return die(EXIT_USAGE, "--max-body-memory wants 1024..2^40 bytes, got '%s'", v);
         } else if (!strcmp(a, "--max-body-bytes")) {
             if (parse_long(v, 1024, 256L << 20, &o->max_body))
                 return die(EXIT_USAGE, "--max-body-bytes wants 1024..268435456, got '%s'", v);
@@ -377,8 +397,10 @@ int fpay_cmd_serve(int argc, char **argv)
         .metrics = metrics,
         .batcher = batcher,
         .log = stderr,
+        .body_budget = (size_t)o.body_budget,
     };
-    srv_listen l = {o.host, o.port, o.max_conn, o.timeout_s, 32 * 1024};
+    srv_listen l = {o.host, o.port, o.max_conn, o.timeout_s, 32 * 1024, o.per_ip,
+                    o.request_timeout_s};
 
     int port = 0;
     srv_server *server = srv_server_start(&sc, &l, &port, err, sizeof err);

@@ -207,7 +207,14 @@ typedef struct srv_config {
     srv_batcher *batcher;      /* borrowed; NULL = call verify directly */
     FILE *log;                 /* operator log (scores, stage times); NULL =
                                   none */
+    size_t body_budget;        /* bytes of request bodies all requests in
+                                  flight may hold together; a request that
+                                  would pass it is answered 503. 0 = 8 x
+                                  limits.max_body */
 } srv_config;
+
+#define SRV_DEFAULT_DEADLINE_S 30
+#define SRV_DEFAULT_PER_IP_CONNECTIONS 16
 
 /* Listener settings. */
 typedef struct srv_listen {
@@ -216,6 +223,11 @@ typedef struct srv_listen {
     int max_connections;       /* MHD_OPTION_CONNECTION_LIMIT */
     int timeout_s;             /* idle connection timeout */
     size_t header_memory;      /* MHD_OPTION_CONNECTION_MEMORY_LIMIT */
+    int per_ip_connections;    /* MHD_OPTION_PER_IP_CONNECTION_LIMIT; 0 =
+                                  SRV_DEFAULT_PER_IP_CONNECTIONS */
+    int request_deadline_s;    /* headers and body of one request must have
+                                  arrived within this (byte trickles do not
+                                  extend it); 0 = SRV_DEFAULT_DEADLINE_S */
 } srv_listen;
 
 typedef struct srv_server srv_server;

@@ -115,6 +115,12 @@ typedef struct fpay_service_result {
     int captures_used;           /* enroll: captures that made the template */
     char account_hash_prefix[17];/* first 16 hex digits of the keyed hash */
     fpay_stage_times times;
+    fpay_reason operator_reason; /* the reason as the operator sees it: the
+                                    same as reason, except that a template
+                                    of another model or template version
+                                    is RE_ENROLL_REQUIRED here while the
+                                    terminal is told NO_MATCH (the answer
+                                    of an unknown number) */
 } fpay_service_result;
 
 /* --------------------------------------------------------------- service */
@@ -137,7 +143,9 @@ typedef struct fpay_service_config {
     const char *default_country_code;  /* for phones without '+'; NULL = none
                                     (such numbers are refused) */
     float threshold;             /* 0 = the calibrated value stored in the
-                                    database, else the built-in default */
+                                    database, else the built-in default;
+                                    otherwise a cosine in (0, 1] (anything
+                                    else is refused at open) */
     int workers;                 /* face pipelines for concurrent calls: 0 = 1 */
     int enroll_max_captures;     /* 5 */
     /* Throttling (NIST SP 800-63B-4 style), counters kept in the store. */

@@ -103,13 +103,32 @@ static void nms(mvec *a, float thr, int use_min)
     }
 }
 
+/* Box coordinates stay within +-COORD_MAX: far outside any image the
+ * decoder accepts, and small enough that widths, squaring and the shifts of
+ * square_limit cannot overflow an int. The regression outputs are whatever
+ * the model computes (a modified model file can make them huge or NaN):
+ * nothing from them is cast to int unchecked. */
+#define COORD_MAX (1 << 24)
+
+static int coord(float v, int *ok)
+{
+    if (!(v >= -(float)COORD_MAX && v <= (float)COORD_MAX)) {
+        *ok = 0; /* NaN, infinite or absurd: the box is dropped */
+        return 0;
+    }
+    return (int)v;
+}
+
 static void calibrate(mbox *b)
 {
-    int w = bw(b), h = bh(b);
-    b->b[0] = (int)((float)b->b[0] + (float)w * b->bbr[0]);
-    b->b[1] = (int)((float)b->b[1] + (float)h * b->bbr[1]);
-    b->b[2] = (int)((float)b->b[2] + (float)w * b->bbr[2]);
-    b->b[3] = (int)((float)b->b[3] + (float)h * b->bbr[3]);
+    int w = bw(b), h = bh(b), ok = 1;
+    const int o[4] = {b->b[0], b->b[1], b->b[2], b->b[3]};
+    b->b[0] = coord((float)o[0] + (float)w * b->bbr[0], &ok);
+    b->b[1] = coord((float)o[1] + (float)h * b->bbr[1], &ok);
+    b->b[2] = coord((float)o[2] + (float)w * b->bbr[2], &ok);
+    b->b[3] = coord((float)o[3] + (float)h * b->bbr[3], &ok);
+    if (!ok)
+        b->deleted = 1;
     memset(b->bbr, 0, sizeof b->bbr);
 }
 

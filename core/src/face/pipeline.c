@@ -3,6 +3,7 @@
  * loading, and the order of the stages (pipeline.h, docs/pipeline.md).
  */
 #include "face_internal.h"
+#include "model_pins.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -121,6 +122,33 @@ static fpay_status set_err(fpay_pipeline *p, fpay_status st, const char *fmt, ..
     return st;
 }
 
+/* The model file must be the one pinned in tools/models.sha256 (compiled
+ * in as model_pins.h): a modified, truncated or substituted file is refused,
+ * so a detector or liveness model swapped on disk cannot change what the
+ * pipeline lets through. The generic loader (fpay_model_load_file) pins
+ * nothing: the importer's tests feed it broken files on purpose. */
+static fpay_status check_pin(const fpay_model *m, const char *file, const char *path,
+                             char *err, size_t err_len)
+{
+    const char *want = NULL;
+    for (size_t i = 0; i < sizeof fpay_model_pins / sizeof fpay_model_pins[0]; i++)
+        if (strcmp(fpay_model_pins[i].file, file) == 0)
+            want = fpay_model_pins[i].sha256;
+    fpay_model_stats ms = {.struct_size = sizeof ms};
+    if (!want || fpay_model_stats_get(m, &ms) != FPAY_OK) {
+        fpay_set_err(err, err_len, "pipeline: %s: no pinned sha256 for this model", file);
+        return FPAY_MODEL_MALFORMED;
+    }
+    if (strcmp(ms.sha256, want) != 0) {
+        fpay_set_err(err, err_len,
+                     "pipeline: %s: sha256 %.16s... is not the pinned %.16s... "
+                     "(tools/models.sha256): refusing a modified or unknown model file",
+                     path, ms.sha256, want);
+        return FPAY_MODEL_MALFORMED;
+    }
+    return FPAY_OK;
+}
+
 static fpay_status load_one(fpay_pipeline *p, const char *file, fpay_model **m,
                             fpay_session **s, char *err, size_t err_len)
 {
@@ -129,6 +157,11 @@ static fpay_status load_one(fpay_pipeline *p, const char *file, fpay_model **m,
     fpay_status st = fpay_model_load_file(path, FPAY_LOAD_DEFAULT, m, e, sizeof e);
     if (st != FPAY_OK) {
         fpay_set_err(err, err_len, "pipeline: %s", e);
+        return st;
+    }
+    if ((st = check_pin(*m, file, path, err, err_len)) != FPAY_OK) {
+        fpay_model_free(*m);
+        *m = NULL;
         return st;
     }
     fpay_session_options o;

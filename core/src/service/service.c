@@ -35,6 +35,9 @@
 #define SET_THRESHOLD_SHA "threshold_model_sha256"
 /* The long-lived data keys wrapped under a master key (see rotate_key). */
 #define SET_KEYWRAP_PREFIX "keywrap:"
+/* "<key_id>:<64 hex>": which master key this database belongs to. */
+#define SET_KEY_CHECK "key_check"
+#define KEY_CHECK_AD "facepay key check v1"
 
 #define TERMINAL_ID_MAX 63
 #define CROP_BYTES ((size_t)FPAY_ALIGNED_SIDE * FPAY_ALIGNED_SIDE * 3)
@@ -127,6 +130,7 @@ static void result_init(const fpay_service *svc, fpay_service_result *out)
     memset(out, 0, sizeof *out);
     out->decision = FPAY_DECLINE;
     out->reason = FPAY_REASON_INTERNAL_ERROR;
+    out->operator_reason = FPAY_REASON_INTERNAL_ERROR;
     out->score = -2.0f;
     out->threshold = svc ? svc->threshold : 0.0f;
     out->fmr = svc ? svc->fmr : 0.0;
@@ -149,6 +153,7 @@ static void finish(fpay_service_result *out, fpay_status st, fpay_reason reason,
     if (st != FPAY_OK && reason == FPAY_REASON_NONE)
         reason = FPAY_REASON_INTERNAL_ERROR;
     out->reason = reason;
+    out->operator_reason = reason;
     out->decision = decide(st, reason, matched);
     if (out->reason != FPAY_REASON_QUALITY)
         out->quality_reasons = 0;
@@ -483,6 +488,72 @@ static fpay_status keywrap_load(fpay_service *svc, char *err, size_t el)
     return FPAY_OK;
 }
 
+/* The key check value of a master key: its name and a BLAKE2b MAC under its
+ * template_key (derived from the master key itself, never wrapped), so it
+ * names the key without revealing anything of it. */
+static void key_check_value(const fpay_keys *k, char out[17 + 1 + 64 + 1])
+{
+    uint8_t mac[32];
+    crypto_generichash(mac, sizeof mac, (const unsigned char *)KEY_CHECK_AD,
+                       strlen(KEY_CHECK_AD), k->template_key, FPAY_KEY_BYTES);
+    char hex[65];
+    fpay_hex(mac, sizeof mac, hex);
+    snprintf(out, 17 + 1 + 64 + 1, "%s:%s", k->key_id, hex);
+}
+
+static int first_audit(const fpay_audit_record *rec, void *ctx)
+{
+    *(fpay_audit_record *)ctx = *rec;
+    return 1; /* the first record is enough */
+}
+
+/* Refuses, before anything is written, a master key that is not the one
+ * this database belongs to. A database holds its key check value from its
+ * first open (and from every rotation); one made before check values is
+ * accepted only when the first record of its audit chain verifies under the
+ * key, and then gets its check value. */
+static fpay_status key_check(fpay_service *svc, char *err, size_t el)
+{
+    const fpay_store_ops *o = svc->store->ops;
+    char want[17 + 1 + 64 + 1], have[160];
+    key_check_value(&svc->keys, want);
+    fpay_status st = o->setting_get(svc->store, SET_KEY_CHECK, have, sizeof have, err, el);
+    if (st == FPAY_OK) {
+        if (strlen(have) != strlen(want) || sodium_memcmp(have, want, strlen(want)) != 0) {
+            fpay_set_err(err, el, "service: this master key (%s) is not the key of this "
+                                  "database (key check value differs): a wrong key file, "
+                                  "or a key retired by rotate-key; nothing was changed",
+                         svc->keys.key_id);
+            return FPAY_INVALID_ARGUMENT;
+        }
+        return FPAY_OK;
+    }
+    if (st != FPAY_NOT_FOUND)
+        return st;
+    long accounts = 0, records = 0;
+    if ((st = o->check(svc->store, &accounts, &records, err, el)) != FPAY_OK)
+        return st;
+    if (records > 0) {
+        fpay_audit_record rec;
+        memset(&rec, 0, sizeof rec);
+        if ((st = o->audit_each(svc->store, first_audit, &rec, err, el)) != FPAY_OK)
+            return st;
+        uint8_t link[FPAY_HASH_BYTES];
+        fpay_audit_link(&svc->keys, &rec, link);
+        if (sodium_memcmp(link, rec.hash, sizeof link) != 0) {
+            fpay_set_err(err, el, "service: this master key (%s) is not the key of this "
+                                  "database (its audit chain does not verify under it); "
+                                  "nothing was changed", svc->keys.key_id);
+            return FPAY_INVALID_ARGUMENT;
+        }
+    } else if (accounts > 0) {
+        fpay_set_err(err, el, "service: the database has accounts but no audit record "
+                              "to check the master key against; refusing it");
+        return FPAY_INVALID_ARGUMENT;
+    }
+    return o->setting_put(svc->store, SET_KEY_CHECK, want, err, el);
+}
+
 static fpay_status keywrap_store(fpay_service *svc, const fpay_keys *data,
                                  const fpay_keys *master, char *err, size_t el)
 {
@@ -506,7 +577,7 @@ static fpay_status keywrap_store(fpay_service *svc, const fpay_keys *data,
     return svc->store->ops->setting_put(svc->store, name, hex, err, el);
 }
 
-static void load_threshold(fpay_service *svc)
+static fpay_status load_threshold(fpay_service *svc, char *err, size_t err_len)
 {
     svc->threshold = FPAY_DEFAULT_THRESHOLD;
     svc->fmr = FPAY_DEFAULT_THRESHOLD_FMR;
@@ -514,26 +585,32 @@ static void load_threshold(fpay_service *svc)
         /* An explicit threshold: its false-match rate is not known here. */
         svc->threshold = svc->cfg.threshold;
         svc->fmr = 0.0;
-        return;
+        return FPAY_OK;
     }
     char v[128], sha[128], fmr[128];
     const fpay_store_ops *o = svc->store->ops;
     if (o->setting_get(svc->store, SET_THRESHOLD, v, sizeof v, NULL, 0) != FPAY_OK ||
         o->setting_get(svc->store, SET_THRESHOLD_FMR, fmr, sizeof fmr, NULL, 0) != FPAY_OK ||
         o->setting_get(svc->store, SET_THRESHOLD_SHA, sha, sizeof sha, NULL, 0) != FPAY_OK)
-        return;
+        return FPAY_OK;
     /* A calibration of another model says nothing about this one. */
     if (strcmp(sha, svc->model_sha) != 0)
-        return;
+        return FPAY_OK;
     char *end;
+    /* The same rule as an explicit threshold: a stored one at or below 0
+     * would approve strangers, so the service does not start on it. */
     float t = strtof(v, &end);
-    if (*end || !isfinite(t) || t <= -1.0f || t > 1.0f)
-        return;
+    if (*end || !(t > 0.0f && t <= 1.0f)) {
+        fpay_set_err(err, err_len, "service: the stored calibrated threshold is not a "
+                                   "cosine in (0, 1]: run calibrate again");
+        return FPAY_INVALID_ARGUMENT;
+    }
     double f = strtod(fmr, &end);
     if (*end || !isfinite(f) || f < 0 || f > 1)
-        return;
+        return FPAY_OK;
     svc->threshold = t;
     svc->fmr = f;
+    return FPAY_OK;
 }
 
 fpay_status fpay_service_open(const fpay_service_config *cfg, fpay_service **out,
@@ -550,10 +627,18 @@ fpay_status fpay_service_open(const fpay_service_config *cfg, fpay_service **out
         return FPAY_INVALID_ARGUMENT;
     }
     if (cfg->workers < 0 || cfg->workers > 256 || cfg->enroll_max_captures < 0 ||
-        cfg->enroll_max_captures > 64 || !isfinite(cfg->threshold) ||
-        cfg->threshold < -1.0f || cfg->threshold > 1.0f) {
-        fpay_set_err(err, err_len, "service: workers 0..256, enroll_max_captures "
-                                   "0..64 and threshold -1..1 please");
+        cfg->enroll_max_captures > 64) {
+        fpay_set_err(err, err_len, "service: workers 0..256 and enroll_max_captures "
+                                   "0..64 please");
+        return FPAY_INVALID_ARGUMENT;
+    }
+    /* A cosine threshold at or below 0 approves faces of strangers (two
+     * unrelated faces often score above 0, and -1 approves anyone): 0 means
+     * "the calibrated one", anything else must be in (0, 1]. */
+    if (!(cfg->threshold == 0.0f || (cfg->threshold > 0.0f && cfg->threshold <= 1.0f))) {
+        fpay_set_err(err, err_len, "service: threshold %g refused: a cosine in (0, 1] "
+                                   "please, or 0 for the calibrated one",
+                     (double)cfg->threshold);
         return FPAY_INVALID_ARGUMENT;
     }
     if (sodium_init() < 0) {
@@ -613,6 +698,9 @@ fpay_status fpay_service_open(const fpay_service_config *cfg, fpay_service **out
     st = keywrap_load(svc, err, err_len);
     if (st != FPAY_OK)
         goto fail;
+    st = key_check(svc, err, err_len);
+    if (st != FPAY_OK)
+        goto fail;
     svc->slots = calloc((size_t)svc->cfg.workers, sizeof *svc->slots);
     if (!svc->slots) {
         st = FPAY_OUT_OF_MEMORY;
@@ -630,7 +718,9 @@ fpay_status fpay_service_open(const fpay_service_config *cfg, fpay_service **out
     st = seal_decoy(svc, err, err_len);
     if (st != FPAY_OK)
         goto fail;
-    load_threshold(svc);
+    st = load_threshold(svc, err, err_len);
+    if (st != FPAY_OK)
+        goto fail;
     *out = svc;
     return FPAY_OK;
 fail:
@@ -685,6 +775,8 @@ typedef struct vstate {
     int needs_match;          /* capture good, embedding pending */
     int matched;
     int counts;               /* outcome updates the failure counters */
+    int stale;                /* the account's template is of another model
+                                 or version: compared with the decoy */
     uint8_t hash[FPAY_HASH_BYTES];
     double t0;
 } vstate;
@@ -712,6 +804,19 @@ static void match_one(fpay_service *svc, vstate *v, const float *emb,
         version = FPAY_TEMPLATE_VERSION;
         sha = svc->model_sha;
         st = FPAY_OK;
+    } else if (st == FPAY_OK && (strcmp(row.model_sha256, svc->model_sha) != 0 ||
+                                 row.template_version != FPAY_TEMPLATE_VERSION)) {
+        /* A template of another model cannot be compared: the account needs
+         * re-enrolling. The terminal must not learn that the number is
+         * enrolled, so this runs the unknown account's path (the decoy, the
+         * same counters) and answers NO_MATCH; RE_ENROLL_REQUIRED goes to
+         * the operator (operator_reason, the audit record). */
+        v->stale = 1;
+        hash = svc->decoy_hash;
+        blob = svc->decoy_blob;
+        blob_len = svc->decoy_len;
+        version = FPAY_TEMPLATE_VERSION;
+        sha = svc->model_sha;
     } else {
         blob = row.blob;
         blob_len = row.blob_len;
@@ -721,8 +826,6 @@ static void match_one(fpay_service *svc, vstate *v, const float *emb,
     if (st != FPAY_OK) {
         v->st = st;
         v->reason = FPAY_REASON_INTERNAL_ERROR;
-    } else if (strcmp(sha, svc->model_sha) != 0 || version != FPAY_TEMPLATE_VERSION) {
-        v->reason = FPAY_REASON_RE_ENROLL_REQUIRED;
     } else {
         float tmpl[FPAY_EMBED_DIM];
         atomic_fetch_add(&svc->template_opens, 1);
@@ -736,7 +839,7 @@ static void match_one(fpay_service *svc, vstate *v, const float *emb,
             atomic_fetch_add(&svc->compares, 1);
             float s = fpay_embedding_cosine(emb, tmpl, FPAY_EMBED_DIM);
             out->score = isfinite(s) ? s : -2.0f;
-            v->matched = isfinite(s) && s >= svc->threshold;
+            v->matched = !v->stale && isfinite(s) && s >= svc->threshold;
             v->reason = v->matched ? FPAY_REASON_NONE : FPAY_REASON_NO_MATCH;
             v->counts = 1;
         }
@@ -778,10 +881,18 @@ static void record_verify(fpay_service *svc, const fpay_request *req, vstate *v,
             v->reason = FPAY_REASON_INTERNAL_ERROR;
         }
     }
+    /* The record holds what the operator must know; the terminal gets the
+     * answer of an unknown number. */
+    int stale = v->stale && v->st == FPAY_OK && v->reason == FPAY_REASON_NO_MATCH;
+    if (stale)
+        v->reason = FPAY_REASON_RE_ENROLL_REQUIRED;
     commit_call(svc, terminal, "verify", out, &v->st, &v->reason, v->matched, v->t0, &b);
     if (locked)
         pthread_mutex_unlock(&svc->counters_mu);
-    finish(out, v->st, v->reason, v->matched);
+    stale = stale && v->reason == FPAY_REASON_RE_ENROLL_REQUIRED;
+    finish(out, v->st, stale ? FPAY_REASON_NO_MATCH : v->reason, v->matched);
+    if (stale)
+        out->operator_reason = FPAY_REASON_RE_ENROLL_REQUIRED;
 }
 
 /* Account and terminal throttling before any face work. */
@@ -1316,6 +1427,14 @@ fpay_status fpay_service_rotate_key(fpay_service *svc, const char *new_key_file,
     if (st == FPAY_OK && ctx.failed)
         st = FPAY_INTERNAL;
     if (st == FPAY_OK) {
+        /* From now on the database belongs to the new key: the old one is
+         * refused at open. The templates are already under the new key, so
+         * a failure to write the check value leaves a database that refuses
+         * both keys at open (fail closed), which the operator is told. */
+        char kcv[17 + 1 + 64 + 1], e3[256] = "";
+        key_check_value(&nk, kcv);
+        fpay_status kst = svc->store->ops->setting_put(svc->store, SET_KEY_CHECK, kcv, e3,
+                                                       sizeof e3);
         fpay_keys old = svc->keys;
         svc->keys = nk;
         char e2[128];
@@ -1323,6 +1442,13 @@ fpay_status fpay_service_rotate_key(fpay_service *svc, const char *new_key_file,
         if (st != FPAY_OK) {
             svc->keys = old; /* templates already moved: report, keep serving */
             fpay_set_err(err, err_len, "%s", e2);
+        }
+        if (kst != FPAY_OK) {
+            st = kst;
+            fpay_set_err(err, err_len, "rotate-key: the templates moved to the new key, but "
+                                       "its key check value could not be written (%s): the "
+                                       "database will refuse both keys at open; restore it "
+                                       "from a backup and rotate again", e3);
         }
         fpay_keys_wipe(&old);
     } else if (ctx.failed) {
@@ -1337,11 +1463,17 @@ fpay_status fpay_service_rotate_key(fpay_service *svc, const char *new_key_file,
     fpay_status ast = FPAY_OK;
     fpay_store_batch ab;
     memset(&ab, 0, sizeof ab);
+    /* Terminal API keys were accepted under the old key: a rotation revokes
+     * them with its record, in one transaction (add them again with
+     * terminal add). */
+    ab.revoke_terminals = st == FPAY_OK;
     commit_call(svc, "local", "rotate_key", &r, &ast, &rreason, 1, mono_ms(), &ab);
     pthread_rwlock_unlock(&svc->keys_lock);
     fpay_keys_wipe(&nk);
     if (st == FPAY_OK && ast != FPAY_OK) {
-        fpay_set_err(err, err_len, "rotate-key: rotated, but the audit record failed");
+        fpay_set_err(err, err_len, "rotate-key: rotated, but the audit record failed and "
+                                   "the terminal keys were not revoked: run terminal add "
+                                   "for each terminal to replace its key");
         st = ast;
     }
     return st;

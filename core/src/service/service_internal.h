@@ -143,6 +143,8 @@ typedef struct fpay_store_batch {
      * in); keys is needed with it. */
     fpay_audit_record *audit;
     const fpay_keys *keys;
+    /* Remove every terminal's API key (key rotation revokes them). */
+    int revoke_terminals;
 } fpay_store_batch;
 
 /* Every call is safe from many threads (one connection per thread, or a

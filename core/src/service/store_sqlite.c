@@ -30,11 +30,15 @@
 
 #include "status.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 #include <sqlite3.h>
@@ -275,6 +279,7 @@ static fpay_status conn_configure(call *c)
     sqlite3_db_config(c->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
     fpay_status st = exec(c,
                           "PRAGMA foreign_keys = ON;"
+                          "PRAGMA secure_delete = ON;"
                           "PRAGMA synchronous = FULL;",
                           "configure");
     if (st != FPAY_OK)
@@ -300,6 +305,60 @@ static fpay_status conn_configure(call *c)
         return FPAY_IO_ERROR;
     }
     return FPAY_OK;
+}
+
+/* The database holds sealed templates and the audit chain: only its owner
+ * may read it. SQLite creates files with 0644 less the umask, and gives the
+ * -wal, -shm and -journal files the mode of the database; so the database is
+ * created here, 0600, before SQLite sees it, and an existing database, -wal
+ * or -shm that group or others may read is restricted to its owner (or
+ * refused when that fails). A path that is not a regular file (a FIFO, a
+ * device) is refused; O_NONBLOCK keeps a FIFO from hanging the open. */
+static fpay_status private_file(const char *path, const char *what, int create,
+                                char *err, size_t el)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (create ? O_CREAT : 0),
+                  0600);
+    if (fd < 0) {
+        if (!create && errno == ENOENT)
+            return FPAY_OK;
+        fpay_set_err(err, el, "store %s: cannot open%s: %s", path, what, strerror(errno));
+        return FPAY_IO_ERROR;
+    }
+    struct stat sb;
+    fpay_status st = FPAY_OK;
+    if (fstat(fd, &sb) != 0) {
+        fpay_set_err(err, el, "store %s: cannot stat%s: %s", path, what, strerror(errno));
+        st = FPAY_IO_ERROR;
+    } else if (!S_ISREG(sb.st_mode)) {
+        fpay_set_err(err, el, "store %s:%s not a regular file", path, what);
+        st = FPAY_INVALID_ARGUMENT;
+    } else if ((sb.st_mode & 077) && fchmod(fd, sb.st_mode & 0700) != 0) {
+        fpay_set_err(err, el,
+                     "store %s:%s readable or writable by group or others and "
+                     "cannot be restricted (chmod 600 it): %s",
+                     path, what, strerror(errno));
+        st = FPAY_INVALID_ARGUMENT;
+    }
+    close(fd);
+    return st;
+}
+
+static fpay_status private_files(const char *path, char *err, size_t el)
+{
+    fpay_status st = private_file(path, "", 1, err, el);
+    static const char *const side[] = {"-wal", "-shm", "-journal"};
+    char p[4200];
+    for (size_t i = 0; st == FPAY_OK && i < sizeof side / sizeof side[0]; i++) {
+        if ((size_t)snprintf(p, sizeof p, "%s%s", path, side[i]) >= sizeof p) {
+            fpay_set_err(err, el, "store: database path too long");
+            return FPAY_INVALID_ARGUMENT;
+        }
+        char what[16];
+        snprintf(what, sizeof what, " its %s", side[i] + 1);
+        st = private_file(p, what, 0, err, el);
+    }
+    return st;
 }
 
 static fpay_status conn_open(sq_store *s, sqlite3 **out, char *err, size_t el)
@@ -980,7 +1039,7 @@ static fpay_status check_batch(const fpay_store_batch *b, char *err, size_t el)
     if (!b)
         return bad_arg(err, el, "write_batch: NULL batch");
     if (!b->delete_hash && !b->account && !b->counters_hash && !b->counters &&
-        !b->failure_terminal && !b->audit)
+        !b->failure_terminal && !b->audit && !b->revoke_terminals)
         return bad_arg(err, el, "write_batch: empty batch");
     if (b->account) {
         fpay_status st = check_row(b->account, err, el);
@@ -1020,6 +1079,8 @@ static fpay_status sq_write_batch(fpay_store *base, fpay_store_batch *b, char *e
         st = put_counters_in(&c, b->counters_hash, b->counters);
     if (st == FPAY_OK && b->failure_terminal)
         st = terminal_failure_in(&c, b->failure_terminal, b->failure_at);
+    if (st == FPAY_OK && b->revoke_terminals)
+        st = exec(&c, "DELETE FROM terminals", "revoke terminals");
     if (st == FPAY_OK && b->audit)
         st = audit_append_in(&c, b->keys, b->audit);
     st = finish(&c, st);
@@ -1443,7 +1504,9 @@ fpay_status fpay_store_sqlite_open(const fpay_store_options *opt, fpay_store **o
     pthread_cond_init(&s->cv, NULL);
 
     call c = {.s = s, .err = err, .el = el};
-    fpay_status st = conn_open(s, &c.db, err, el);
+    fpay_status st = private_files(s->path, err, el);
+    if (st == FPAY_OK)
+        st = conn_open(s, &c.db, err, el);
     if (st == FPAY_OK) {
         s->n_open = 1;
         st = migrate(&c);
