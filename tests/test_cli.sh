@@ -111,7 +111,8 @@ expect_error "eval bad threshold" "--threshold"            "$cli" eval --thresho
 # same-identity pair: 3 genuine pairs. At --fmr 0.25, floor(0.25 * 18) = 4
 # impostors may reach the threshold. --enroll 1: 3 templates (people with
 # more than 1 photo), 3 genuine probes, 3 x 5 = 15 impostor probes, of which
-# floor(0.25 * 15) = 3 may reach it; --enroll 2: nobody has more than 2.
+# floor(0.25 * 15) = 3 may reach it; --enroll 2: nobody has more than 2,
+# and so nobody for the comparison of K = 1 on the people of K = 2.
 p4=$lfw/pairs_4people.txt
 expect_ok "eval all pairs counts" "^all pairs:  7 images with a face \(0 without left out\): 18 impostor pairs \(every cross-identity pair\), 3 genuine pairs \(every same-identity pair; 3 listed\)" \
     "$cli" eval --models "$models" --liveness off --pairs "$p4" --root "$lfw" --fmr 0.25 --enroll 1,2 --dump "$tmp/dump.tsv"
@@ -125,7 +126,9 @@ else
 fi
 if grep -qE '^enroll 1: +3 people with more than 1 photos with a face: .*probes: 3 genuine .*, 15 impostor ' "$tmp/eval4.out" &&
    grep -A4 '^enroll 1:' "$tmp/eval4.out" | grep -qE '^  FMR=0.25: threshold -?[0-9.]+, 3 of 15 impostors >= it, FNMR 0.00% \(0 of 3 genuine below\)$' &&
-   grep -qE '^enroll 2: +0 people with more than 2 photos with a face: .*probes: 0 genuine .*, 0 impostor ' "$tmp/eval4.out"; then
+   grep -qE '^enroll 2: +0 people with more than 2 photos with a face: .*probes: 0 genuine .*, 0 impostor ' "$tmp/eval4.out" &&
+   grep -qE '^enroll 1 of 2: the same 0 people \(more than 2 photos with a face\): .*probes: 0 genuine .*, 0 impostor$' "$tmp/eval4.out" &&
+   [ "$(grep -c '^enroll' "$tmp/eval4.out")" = 3 ]; then
     ok "eval --enroll protocol counts"
 else
     bad "eval --enroll protocol counts ($(grep -A4 '^enroll' "$tmp/eval4.out" | head -c 600))"

@@ -480,11 +480,13 @@ static int eval_all_pairs(const eval_set *s, const float *listed, long long nlis
     return 0;
 }
 
-/* Multi-capture protocol: per identity with more than K photos with a face,
- * the template is the L2-normalised mean of its first K (by file name);
- * its other photos are genuine probes, every photo of every other identity
- * an impostor probe. */
-static int eval_enroll(const eval_set *s, img_rec *const *order, int nident, int K,
+/* Multi-capture protocol: per identity with more than P (>= K) photos with
+ * a face, the template is the L2-normalised mean of its first K (by file
+ * name); its photos after the first P are genuine probes, every photo of
+ * every other identity an impostor probe. P = K uses every person who can
+ * give K photos and a probe; one P for several K compares them on the same
+ * people and the same genuine probes. */
+static int eval_enroll(const eval_set *s, img_rec *const *order, int nident, int K, int P,
                        double extra)
 {
     int *first = malloc((size_t)(nident + 1) * sizeof *first);   /* into order */
@@ -508,7 +510,7 @@ static int eval_enroll(const eval_set *s, img_rec *const *order, int nident, int
     int nt = 0;
     long long ngen = 0;
     for (int id = 0; id < nident; id++) {
-        if (nface[id] <= K)
+        if (nface[id] <= P)
             continue;
         double m[FPAY_EMBED_DIM] = {0};
         int used = 0;
@@ -525,7 +527,7 @@ static int eval_enroll(const eval_set *s, img_rec *const *order, int nident, int
         for (int d = 0; d < FPAY_EMBED_DIM; d++)
             tmpl[nt][d] = n > 0 ? (float)(m[d] / n) : 0.0f;
         tid[nt++] = id;
-        ngen += nface[id]; /* room for all; the K template photos are not probes */
+        ngen += nface[id]; /* room for all; the first P photos are not probes */
     }
     long long nimp = 0;
     for (int t = 0; t < nt; t++)
@@ -546,16 +548,22 @@ static int eval_enroll(const eval_set *s, img_rec *const *order, int nident, int
             float c = fpay_embedding_cosine(tmpl[t], r->e, FPAY_EMBED_DIM);
             if (r->ident != tid[t])
                 imp[ki++] = c;
-            else if (++seen > K)
+            else if (++seen > P)
                 gen[kg++] = c;
         }
     }
     qsort(imp, (size_t)ki, sizeof *imp, cmp_fdesc);
     ngen = kg;
     nimp = ki;
-    printf("enroll %d:   %d people with more than %d photos with a face: template = mean of "
-           "the first %d by file name; probes: %lld genuine (their other photos), %lld impostor "
-           "(every photo of another person against each template)\n", K, nt, K, K, ngen, nimp);
+    if (P == K)
+        printf("enroll %d:   %d people with more than %d photos with a face: template = mean of "
+               "the first %d by file name; probes: %lld genuine (their other photos), %lld "
+               "impostor (every photo of another person against each template)\n", K, nt, K, K,
+               ngen, nimp);
+    else
+        printf("enroll %d of %d: the same %d people (more than %d photos with a face): template "
+               "= mean of the first %d by file name; probes: %lld genuine (their photos after "
+               "the first %d), %lld impostor\n", K, P, nt, P, K, ngen, P, nimp);
     report_tail(imp, nimp, gen, ngen, NULL, 0, extra);
 out:
     free(first);
@@ -788,7 +796,16 @@ int fpay_cmd_eval(int argc, char **argv)
     if ((rc = eval_all_pairs(&s, listed, nlisted, o.fmr_extra)))
         goto out;
     for (int i = 0; i < o.nenroll; i++)
-        if ((rc = eval_enroll(&s, order, nident, o.enroll[i], o.fmr_extra)))
+        if ((rc = eval_enroll(&s, order, nident, o.enroll[i], o.enroll[i], o.fmr_extra)))
+            goto out;
+    /* Several K: again on the people and probes of the largest, so that the
+     * K differ only in the template. */
+    int kmax = 0;
+    for (int i = 0; i < o.nenroll; i++)
+        kmax = o.enroll[i] > kmax ? o.enroll[i] : kmax;
+    for (int i = 0; o.nenroll > 1 && i < o.nenroll; i++)
+        if (o.enroll[i] < kmax &&
+            (rc = eval_enroll(&s, order, nident, o.enroll[i], kmax, o.fmr_extra)))
             goto out;
     if (o.dump) {
         if ((rc = write_dump(o.dump, order, s.nimgs)))
