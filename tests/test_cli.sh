@@ -105,6 +105,79 @@ else
     bad "eval ROC axis from 1/impostor pairs ($(grep -o '<text[^<]*</text>' "$tmp/roc.svg" 2>/dev/null | head -c 300))"
 fi
 expect_error "eval bad threshold" "--threshold"            "$cli" eval --threshold 2 --pairs "$lfw/pairs_2folds.txt" --root "$lfw"
+# Beyond the listed pairs: pairs_4people.txt lists 7 images of 4 people
+# (Al_Pacino, Alan_Greenspan, Albert_Costa with 2 photos each, Tom_Cruise
+# with 1). Every cross-identity pair: C(7,2) - 3 = 18 impostor pairs; every
+# same-identity pair: 3 genuine pairs. At --fmr 0.25, floor(0.25 * 18) = 4
+# impostors may reach the threshold. --enroll 1: 3 templates (people with
+# more than 1 photo), 3 genuine probes, 3 x 5 = 15 impostor probes, of which
+# floor(0.25 * 15) = 3 may reach it; --enroll 2: nobody has more than 2,
+# and so nobody for the comparison of K = 1 on the people of K = 2.
+p4=$lfw/pairs_4people.txt
+expect_ok "eval all pairs counts" "^all pairs:  7 images with a face \(0 without left out\): 18 impostor pairs \(every cross-identity pair\), 3 genuine pairs \(every same-identity pair; 3 listed\)" \
+    "$cli" eval --models "$models" --liveness off --pairs "$p4" --root "$lfw" --fmr 0.25 --enroll 1,2 --dump "$tmp/dump.tsv"
+cp "$tmp/out" "$tmp/eval4.out"
+if grep -qE '^  FMR=1e-4: not measurable \(18 impostor pairs, at least 10000 needed\)$' "$tmp/eval4.out" &&
+   grep -qE '^  FMR=1e-6: not measurable \(18 impostor pairs, at least 1000000 needed\)$' "$tmp/eval4.out" &&
+   grep -qE '^  FMR=0.25: threshold -?[0-9.]+, 4 of 18 impostors >= it, FNMR 0.00% \(0 of 3 genuine below\), listed pairs 0.00% \(0 of 3\)$' "$tmp/eval4.out"; then
+    ok "eval FMR tail over all pairs"
+else
+    bad "eval FMR tail over all pairs ($(grep 'FMR=' "$tmp/eval4.out" | head -4))"
+fi
+if grep -qE '^enroll 1: +3 people with more than 1 photos with a face: .*probes: 3 genuine .*, 15 impostor ' "$tmp/eval4.out" &&
+   grep -A4 '^enroll 1:' "$tmp/eval4.out" | grep -qE '^  FMR=0.25: threshold -?[0-9.]+, 3 of 15 impostors >= it, FNMR 0.00% \(0 of 3 genuine below\)$' &&
+   grep -qE '^enroll 2: +0 people with more than 2 photos with a face: .*probes: 0 genuine .*, 0 impostor ' "$tmp/eval4.out" &&
+   grep -qE '^enroll 1 of 2: the same 0 people \(more than 2 photos with a face\): .*probes: 0 genuine .*, 0 impostor$' "$tmp/eval4.out" &&
+   [ "$(grep -c '^enroll' "$tmp/eval4.out")" = 3 ]; then
+    ok "eval --enroll protocol counts"
+else
+    bad "eval --enroll protocol counts ($(grep -A4 '^enroll' "$tmp/eval4.out" | head -c 600))"
+fi
+# The dump: a header, one line per image in file-name order, 3 + 192
+# columns, unit-length embeddings; and the 0.25 threshold recomputed from it
+# (the next float above the 5th highest impostor cosine, shown to 4 places).
+dump_check() { # FILE: prints "rows cols minnorm maxnorm t0.25 enroll1_t0.25"
+    awk -F'\t' 'NR == 1 { next }
+        { n++; id[n] = $2; cols = NF; s = 0
+          for (d = 4; d <= NF; d++) { e[n, d] = $d; s += $d * $d }
+          if (n == 1 || s < lo) lo = s; if (n == 1 || s > hi) hi = s }
+        END { k = 0
+          for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (id[i] != id[j]) {
+              c = 0; for (d = 4; d <= cols; d++) c += e[i, d] * e[j, d]; imp[++k] = c }
+          for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (imp[j] > imp[i]) { t = imp[i]; imp[i] = imp[j]; imp[j] = t }
+          # --enroll 1: the template of a person with 2 photos is the first.
+          m = 0
+          for (i = 1; i <= n; i++) if (id[i] == id[i + 1] && id[i] != id[i - 1])
+              for (j = 1; j <= n; j++) if (id[j] != id[i]) {
+                  c = 0; for (d = 4; d <= cols; d++) c += e[i, d] * e[j, d]; en[++m] = c }
+          for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (en[j] > en[i]) { t = en[i]; en[i] = en[j]; en[j] = t }
+          printf "%d %d %.4f %.4f %.4f %.4f\n", n, cols, lo, hi, imp[5], en[4] }' "$1"
+}
+read -r rows cols lo hi t5 te <<<"$(dump_check "$tmp/dump.tsv")"
+if [ "$rows" = 7 ] && [ "$cols" = 195 ] && [ "$lo" = 1.0000 ] && [ "$hi" = 1.0000 ] &&
+   head -1 "$tmp/dump.tsv" | grep -qP '^path\tidentity\tusable\te0\t' &&
+   sed -n 2p "$tmp/dump.tsv" | grep -qP "^$lfw/Al_Pacino/Al_Pacino_0001.jpg\tAl_Pacino\t1\t" &&
+   sed -n 8p "$tmp/dump.tsv" | grep -qP "^$lfw/Tom_Cruise/Tom_Cruise_0001.jpg\tTom_Cruise\t1\t" &&
+   grep -qE "^  FMR=0.25: threshold $t5, 4 of 18" "$tmp/eval4.out" &&
+   grep -qE "^  FMR=0.25: threshold $te, 3 of 15" "$tmp/eval4.out"; then
+    ok "eval --dump embeddings give the printed threshold"
+else
+    bad "eval --dump ($rows rows, $cols columns, norms $lo..$hi, 5th impostor $t5, 4th enroll-1 impostor $te; $(grep 'FMR=0.25' "$tmp/eval4.out" | head -2 | tr '\n' ' '))"
+fi
+# --flip averages with the mirrored crop: other unit-length embeddings.
+expect_ok "eval --flip" "^all pairs:  7 images with a face" \
+    "$cli" eval --models "$models" --liveness off --pairs "$p4" --root "$lfw" --flip --dump "$tmp/dumpf.tsv"
+read -r rows cols lo hi t5 te <<<"$(dump_check "$tmp/dumpf.tsv")"
+if [ "$rows" = 7 ] && [ "$lo" = 1.0000 ] && [ "$hi" = 1.0000 ] &&
+   ! cmp -s "$tmp/dump.tsv" "$tmp/dumpf.tsv" &&
+   [ "$(cut -f1-3 "$tmp/dump.tsv")" = "$(cut -f1-3 "$tmp/dumpf.tsv")" ]; then
+    ok "eval --flip changes the embeddings"
+else
+    bad "eval --flip ($rows rows, norms $lo..$hi)"
+fi
+expect_error "eval bad --enroll"  "--enroll wants"         "$cli" eval --enroll 0 --pairs "$p4" --root "$lfw"
+expect_error "eval bad --enroll list" "--enroll wants"     "$cli" eval --enroll 1,x --pairs "$p4" --root "$lfw"
+expect_error "eval bad --fmr"     "--fmr wants"            "$cli" eval --fmr 1 --pairs "$p4" --root "$lfw"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

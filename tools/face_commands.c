@@ -6,7 +6,8 @@
  *   facepay compare [OPTIONS] [--threshold T] IMAGE_A IMAGE_B
  *   facepay align [OPTIONS] IMAGE OUT.png
  *   facepay eval [OPTIONS] --pairs FILE --root DIR [--roc OUT.svg]
- *                [--threshold T]
+ *                [--threshold T] [--fmr F] [--enroll K[,K...]] [--flip]
+ *                [--dump FILE]
  *                                            (its code is in face_eval.c)
  *
  * OPTIONS: --models DIR, --backend B, --threads N (threads per session;
@@ -51,10 +52,13 @@ const char *const fpay_face_usage =
     "                          write the payer's aligned 112x112 crop (what\n"
     "                          MobileFaceNet sees) as a PNG\n"
     "  eval [OPTS] --pairs FILE --root DIR [--roc OUT.svg] [--threshold T]\n"
+    "       [--fmr F] [--enroll K[,K...]] [--flip] [--dump FILE]\n"
     "                          LFW pairs (View 1 'N' or View 2 'FOLDS N'):\n"
     "                          accuracy, ROC AUC, EER, TAR at FAR 1e-2/1e-3;\n"
     "                          --threshold: also the accuracy at cosine T (a\n"
-    "                          threshold chosen on another pairs file)\n"
+    "                          threshold chosen on another pairs file); FNMR at\n"
+    "                          FMR 1e-4/1e-5/1e-6 over every pair of the images;\n"
+    "                          --enroll: templates of K photos\n"
     "  OPTS: --models DIR --backend B --threads N --profile default|kiosk|mobile\n"
     "        --min-face PX --liveness on|off\n";
 
@@ -118,17 +122,37 @@ static const struct {
      FACE_OPTS_HELP},
     {"eval",
      "usage: facepay eval [OPTIONS] --pairs FILE --root DIR [--roc OUT.svg]\n"
-     "                    [--threshold T]\n"
+     "                    [--threshold T] [--fmr F] [--enroll K[,K...]]\n"
+     "                    [--flip] [--dump FILE]\n"
      "\n"
      "Verification accuracy on an LFW-style pairs file (View 1 'N' or\n"
      "View 2 'FOLDS N' header): accuracy, ROC AUC, EER, TAR at FAR 1e-2 and\n"
-     "1e-3.\n"
+     "1e-3 over the listed pairs. Then, over every pair of the listed images\n"
+     "(impostors: every cross-identity pair; genuines: every same-identity\n"
+     "pair, and the listed ones): for FMR 1e-4, 1e-5 and 1e-6 the threshold\n"
+     "(smallest cosine that at most floor(FMR x impostors) impostors reach),\n"
+     "how many impostors reach it, and the FNMR; 'not measurable' when\n"
+     "FMR x impostors < 1.\n"
      "\n"
      "  --pairs FILE        the pairs file\n"
      "  --root DIR          folder holding <name>/<name>_<NNNN>.jpg\n"
      "  --roc OUT.svg       also draw the ROC curve\n"
      "  --threshold T       also the accuracy at cosine T (chosen on another\n"
      "                      pairs file)\n"
+     "  --fmr F             one more FMR to report, in (0, 1)\n"
+     "  --enroll K[,K...]   multi-capture protocol: per person with more than\n"
+     "                      K photos, the template is the normalised mean of\n"
+     "                      the first K by file name; the other photos are\n"
+     "                      genuine probes, every photo of another person an\n"
+     "                      impostor probe; FNMR at the same FMRs. With\n"
+     "                      several K, each smaller K again on the people\n"
+     "                      and probes of the largest (same probes, only\n"
+     "                      the template differs)\n"
+     "  --flip              average each embedding with that of the mirrored\n"
+     "                      aligned crop (normalised)\n"
+     "  --dump FILE         write one line per image, tab-separated: path,\n"
+     "                      identity, usable (1 = face embedded; 0 = the\n"
+     "                      values are 0), 192 floats; a header line first\n"
      FACE_OPTS_HELP},
 };
 
@@ -194,6 +218,33 @@ int fpay_face_parse_opts(int argc, char **argv, opts *o, int want_args, const ch
             o->root = argv[++i];
         } else if (!strcmp(a, "--roc") && has && !strcmp(cmd, "eval")) {
             o->roc = argv[++i];
+        } else if (!strcmp(a, "--dump") && has && !strcmp(cmd, "eval")) {
+            o->dump = argv[++i];
+        } else if (!strcmp(a, "--flip") && !strcmp(cmd, "eval")) {
+            o->flip = 1;
+        } else if (!strcmp(a, "--enroll") && has && !strcmp(cmd, "eval")) {
+            /* K or a list K,K,... : each K is its own protocol run on the
+             * same embeddings. */
+            const char *v = argv[++i];
+            char *end = (char *)v;
+            do {
+                const char *start = *end == ',' ? end + 1 : end;
+                long k = strtol(start, &end, 10);
+                if (end == start || k < 1 || k > 1000 || o->nenroll == 8)
+                    return fpay_cli_die(EXIT_USAGE,
+                                         "--enroll wants K or K,K,... (1..1000, at most 8), got '%s'",
+                                         v);
+                o->enroll[o->nenroll++] = (int)k;
+            } while (*end == ',');
+            if (*end)
+                return fpay_cli_die(EXIT_USAGE,
+                                     "--enroll wants K or K,K,... (1..1000, at most 8), got '%s'", v);
+        } else if (!strcmp(a, "--fmr") && has && !strcmp(cmd, "eval")) {
+            char *end;
+            double v = strtod(argv[++i], &end);
+            if (end == argv[i] || *end || !(v > 0 && v < 1))
+                return fpay_cli_die(EXIT_USAGE, "--fmr wants a rate in (0, 1), got '%s'", argv[i]);
+            o->fmr_extra = v;
         } else if (!strcmp(a, "--threshold") && has && !strcmp(cmd, "eval")) {
             char *end;
             float v = strtof(argv[++i], &end);

@@ -21,6 +21,12 @@ typedef struct opts {
     float threshold;           /* eval: also report accuracy at this cosine;
                                   compare: the verdict's threshold */
     int whole;
+    /* eval */
+    const char *dump;          /* --dump FILE: one embedding per image */
+    int enroll[8];             /* --enroll K[,K...]: multi-capture protocol */
+    int nenroll;
+    int flip;                  /* --flip: average with the mirrored crop */
+    double fmr_extra;          /* --fmr F: one more FMR to report (0 = none) */
     const char *args[4];
     int nargs;
 } opts;

@@ -3,7 +3,8 @@
  * on LFW-style pairs files.
  *
  *   facepay eval [OPTIONS] --pairs FILE --root DIR [--roc OUT.svg]
- *                [--threshold T]
+ *                [--threshold T] [--fmr F] [--enroll K[,K...]] [--flip]
+ *                [--dump FILE]
  *
  * The pairs file is View 1 ("N", then N same and N different pairs) or
  * View 2 ("FOLDS N", then per fold N same and N different pairs); images are
@@ -13,6 +14,14 @@
  * accuracy at a fixed cosine, so that a threshold chosen on one file (LFW
  * pairsDevTrain) can be tested on another (pairsDevTest): the best-threshold
  * accuracy alone picks its threshold on the pairs it scores.
+ *
+ * Beyond the listed pairs, the same embeddings give the tail a payment
+ * threshold lives in: every cross-identity pair of the images as impostors
+ * and every same-identity pair as genuines, with the FNMR at FMR 1e-4, 1e-5
+ * and 1e-6 (and --fmr F) and how many impostors reach each threshold;
+ * --enroll K scores templates of K photos against the other photos;
+ * --flip averages each embedding with its mirror image's; --dump FILE
+ * writes the embeddings for outside analysis.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "cli_util.h"
@@ -39,6 +48,8 @@ typedef struct pair_rec {
 
 typedef struct img_rec {
     char *path;
+    char *name;                /* identity: the folder name */
+    int ident;                 /* identity index (names in strcmp order) */
     int has;                   /* embedding present */
     int result;                /* fpay_face_result, -1 = decode error */
     unsigned quality;
@@ -75,8 +86,12 @@ static int find_or_add(eval_set *s, const char *root, const char *name, int num)
     img_rec *r = &s->imgs[s->nimgs];
     memset(r, 0, sizeof *r);
     r->path = strdup(path);
-    if (!r->path)
+    r->name = strdup(name);
+    if (!r->path || !r->name) {
+        free(r->path);
+        free(r->name);
         return -1;
+    }
     return s->nimgs++;
 }
 
@@ -137,6 +152,29 @@ static int read_pairs(const char *file, const char *root, eval_set *s)
     return rc;
 }
 
+/* e := normalise(e + embedding of the mirrored aligned crop). */
+static fpay_status flip_embed(fpay_pipeline *p, const fpay_capture *c, float *e)
+{
+    enum { S = FPAY_ALIGNED_SIDE };
+    uint8_t m[S * S * 3];
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++)
+            memcpy(&m[(y * S + x) * 3], &c->aligned[(y * S + (S - 1 - x)) * 3], 3);
+    float f[FPAY_EMBED_DIM];
+    fpay_status st = fpay_pipeline_embed_aligned(p, m, 1, f, NULL);
+    if (st != FPAY_OK)
+        return st;
+    double n = 0;
+    for (int i = 0; i < FPAY_EMBED_DIM; i++) {
+        e[i] += f[i];
+        n += (double)e[i] * e[i];
+    }
+    n = sqrt(n);
+    for (int i = 0; i < FPAY_EMBED_DIM; i++)
+        e[i] = n > 0 ? (float)(e[i] / n) : 0.0f;
+    return FPAY_OK;
+}
+
 typedef struct worker {
     const opts *o;
     eval_set *s;
@@ -173,6 +211,12 @@ static void *worker_main(void *arg)
             r->liveness = (int)c->liveness.state;
             r->has = c->has_embedding;
             memcpy(r->e, c->embedding, sizeof r->e);
+            if (r->has && w->o->flip && flip_embed(p, c, r->e) != FPAY_OK) {
+                w->rc = 1;
+                snprintf(w->err, sizeof w->err, "%s: --flip: %s", r->path,
+                         fpay_pipeline_errmsg(p));
+                break;
+            }
         }
         pthread_mutex_lock(w->mu);
         int d = ++*w->done;
@@ -294,6 +338,266 @@ static void write_roc_svg(const char *path, const roc_pt *r, int n, int nneg, do
     fclose(f);
 }
 
+/* ------------------------------------------------ the impostor tail */
+
+static const double fmr_levels[3] = {1e-4, 1e-5, 1e-6};
+
+static int cmp_fdesc(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* "1e-4" for a power of ten, else %g. */
+static const char *fmr_str(double f, char *buf, size_t len)
+{
+    double lg = log10(f);
+    if (fabs(lg - round(lg)) < 1e-9 && lg < 0)
+        snprintf(buf, len, "1e%d", (int)round(lg));
+    else
+        snprintf(buf, len, "%g", f);
+    return buf;
+}
+
+static long long count_below(const float *v, long long n, float t)
+{
+    long long k = 0;
+    for (long long i = 0; i < n; i++)
+        k += v[i] < t;
+    return k;
+}
+
+/* For each FMR: the smallest threshold t with at most floor(f * nimp) of
+ * the impostor scores >= t (imp sorted descending; the same counting rule
+ * as calibrate), how many impostors still reach it, and the FNMR it costs
+ * on the genuine scores (and on the listed ones, when given). A rate with
+ * f * nimp < 1 has no impostor to spare: not measurable. */
+static void report_tail(const float *imp, long long nimp, const float *gen, long long ngen,
+                        const float *listed, long long nlisted, double extra)
+{
+    double fs[4] = {fmr_levels[0], fmr_levels[1], fmr_levels[2], extra};
+    const int nf = extra > 0 ? 4 : 3;
+    for (int i = 0; i < nf; i++) {
+        char b[32], need[32];
+        const double f = fs[i];
+        fmr_str(f, b, sizeof b);
+        if (nimp < 1 || f * (double)nimp < 1) {
+            snprintf(need, sizeof need, "%.0f", ceil(1 / f));
+            printf("  FMR=%s: not measurable (%lld impostor pairs, at least %s needed)\n", b, nimp,
+                   need);
+            continue;
+        }
+        const long long allowed = (long long)floor(f * (double)nimp);
+        const float t = nextafterf(imp[allowed], INFINITY);
+        long long above = 0;
+        while (above < nimp && imp[above] >= t)
+            above++;
+        const long long rej = count_below(gen, ngen, t);
+        printf("  FMR=%s: threshold %.4f, %lld of %lld impostors >= it, FNMR %.2f%% "
+               "(%lld of %lld genuine below)", b, (double)t, above, nimp,
+               ngen ? 100.0 * (double)rej / (double)ngen : 0.0, rej, ngen);
+        if (listed) {
+            const long long lrej = count_below(listed, nlisted, t);
+            printf(", listed pairs %.2f%% (%lld of %lld)",
+                   nlisted ? 100.0 * (double)lrej / (double)nlisted : 0.0, lrej, nlisted);
+        }
+        putchar('\n');
+    }
+}
+
+static int cmp_img_name(const void *a, const void *b)
+{
+    const img_rec *const *x = a, *const *y = b;
+    int c = strcmp((*x)->name, (*y)->name);
+    return c ? c : strcmp((*x)->path, (*y)->path);
+}
+
+/* Sets ident (names in strcmp order) and fills order with the images by
+ * name, then path (so an identity's photos are in file-name order).
+ * Returns the number of identities. */
+static int number_identities(eval_set *s, img_rec **order)
+{
+    for (int i = 0; i < s->nimgs; i++)
+        order[i] = &s->imgs[i];
+    qsort(order, (size_t)s->nimgs, sizeof *order, cmp_img_name);
+    int ident = -1;
+    for (int i = 0; i < s->nimgs; i++) {
+        if (i == 0 || strcmp(order[i]->name, order[i - 1]->name))
+            ident++;
+        order[i]->ident = ident;
+    }
+    return ident + 1;
+}
+
+/* Every cross-identity pair of the images with a face as impostors, every
+ * same-identity pair as genuines. listed: the scores of the file's same
+ * pairs. Returns 0 or 1 (out of memory). */
+static int eval_all_pairs(const eval_set *s, const float *listed, long long nlisted,
+                          double extra)
+{
+    long long nimp = 0, ngen = 0;
+    int nface = 0;
+    for (int i = 0; i < s->nimgs; i++) {
+        if (!s->imgs[i].has)
+            continue;
+        nface++;
+        for (int j = i + 1; j < s->nimgs; j++)
+            if (s->imgs[j].has) {
+                if (s->imgs[i].ident == s->imgs[j].ident)
+                    ngen++;
+                else
+                    nimp++;
+            }
+    }
+    float *imp = malloc((size_t)(nimp ? nimp : 1) * sizeof *imp);
+    float *gen = malloc((size_t)(ngen ? ngen : 1) * sizeof *gen);
+    if (!imp || !gen) {
+        free(imp);
+        free(gen);
+        return fpay_cli_die(1, "out of memory for %lld impostor scores", nimp);
+    }
+    long long ki = 0, kg = 0;
+    for (int i = 0; i < s->nimgs; i++) {
+        if (!s->imgs[i].has)
+            continue;
+        for (int j = i + 1; j < s->nimgs; j++) {
+            if (!s->imgs[j].has)
+                continue;
+            float c = fpay_embedding_cosine(s->imgs[i].e, s->imgs[j].e, FPAY_EMBED_DIM);
+            if (s->imgs[i].ident == s->imgs[j].ident)
+                gen[kg++] = c;
+            else
+                imp[ki++] = c;
+        }
+    }
+    qsort(imp, (size_t)nimp, sizeof *imp, cmp_fdesc);
+    printf("all pairs:  %d images with a face (%d without left out): %lld impostor pairs "
+           "(every cross-identity pair), %lld genuine pairs (every same-identity pair; "
+           "%lld listed)\n", nface, s->nimgs - nface, nimp, ngen, nlisted);
+    report_tail(imp, nimp, gen, ngen, listed, nlisted, extra);
+    free(imp);
+    free(gen);
+    return 0;
+}
+
+/* Multi-capture protocol: per identity with more than P (>= K) photos with
+ * a face, the template is the L2-normalised mean of its first K (by file
+ * name); its photos after the first P are genuine probes, every photo of
+ * every other identity an impostor probe. P = K uses every person who can
+ * give K photos and a probe; one P for several K compares them on the same
+ * people and the same genuine probes. */
+static int eval_enroll(const eval_set *s, img_rec *const *order, int nident, int K, int P,
+                       double extra)
+{
+    int *first = malloc((size_t)(nident + 1) * sizeof *first);   /* into order */
+    int *nface = calloc((size_t)nident + 1, sizeof *nface);
+    float(*tmpl)[FPAY_EMBED_DIM] = malloc((size_t)(nident ? nident : 1) * sizeof *tmpl);
+    int *tid = malloc((size_t)(nident ? nident : 1) * sizeof *tid);
+    float *imp = NULL, *gen = NULL;
+    int rc = 0;
+    if (!first || !nface || !tmpl || !tid) {
+        rc = fpay_cli_die(1, "out of memory");
+        goto out;
+    }
+    for (int i = s->nimgs - 1; i >= 0; i--)
+        first[order[i]->ident] = i;
+    int nface_all = 0;
+    for (int i = 0; i < s->nimgs; i++)
+        if (order[i]->has) {
+            nface[order[i]->ident]++;
+            nface_all++;
+        }
+    int nt = 0;
+    long long ngen = 0;
+    for (int id = 0; id < nident; id++) {
+        if (nface[id] <= P)
+            continue;
+        double m[FPAY_EMBED_DIM] = {0};
+        int used = 0;
+        for (int i = first[id]; i < s->nimgs && order[i]->ident == id && used < K; i++)
+            if (order[i]->has) {
+                for (int d = 0; d < FPAY_EMBED_DIM; d++)
+                    m[d] += order[i]->e[d];
+                used++;
+            }
+        double n = 0;
+        for (int d = 0; d < FPAY_EMBED_DIM; d++)
+            n += m[d] * m[d];
+        n = sqrt(n);
+        for (int d = 0; d < FPAY_EMBED_DIM; d++)
+            tmpl[nt][d] = n > 0 ? (float)(m[d] / n) : 0.0f;
+        tid[nt++] = id;
+        ngen += nface[id]; /* room for all; the first P photos are not probes */
+    }
+    long long nimp = 0;
+    for (int t = 0; t < nt; t++)
+        nimp += nface_all - nface[tid[t]];
+    imp = malloc((size_t)(nimp ? nimp : 1) * sizeof *imp);
+    gen = malloc((size_t)(ngen ? ngen : 1) * sizeof *gen);
+    if (!imp || !gen) {
+        rc = fpay_cli_die(1, "out of memory for %lld impostor scores", nimp);
+        goto out;
+    }
+    long long ki = 0, kg = 0;
+    for (int t = 0; t < nt; t++) {
+        int seen = 0;
+        for (int i = 0; i < s->nimgs; i++) {
+            const img_rec *r = order[i];
+            if (!r->has)
+                continue;
+            float c = fpay_embedding_cosine(tmpl[t], r->e, FPAY_EMBED_DIM);
+            if (r->ident != tid[t])
+                imp[ki++] = c;
+            else if (++seen > P)
+                gen[kg++] = c;
+        }
+    }
+    qsort(imp, (size_t)ki, sizeof *imp, cmp_fdesc);
+    ngen = kg;
+    nimp = ki;
+    if (P == K)
+        printf("enroll %d:   %d people with more than %d photos with a face: template = mean of "
+               "the first %d by file name; probes: %lld genuine (their other photos), %lld "
+               "impostor (every photo of another person against each template)\n", K, nt, K, K,
+               ngen, nimp);
+    else
+        printf("enroll %d of %d: the same %d people (more than %d photos with a face): template "
+               "= mean of the first %d by file name; probes: %lld genuine (their photos after "
+               "the first %d), %lld impostor\n", K, P, nt, P, K, ngen, P, nimp);
+    report_tail(imp, nimp, gen, ngen, NULL, 0, extra);
+out:
+    free(first);
+    free(nface);
+    free(tmpl);
+    free(tid);
+    free(imp);
+    free(gen);
+    return rc;
+}
+
+/* --dump: a header line, then per image path, identity, usable (1: a face
+ * was found and embedded; 0: the 192 values are 0), 192 floats; tabs. */
+static int write_dump(const char *file, img_rec *const *order, int n)
+{
+    FILE *f = fopen(file, "w");
+    if (!f)
+        return fpay_cli_die(1, "%s: %s", file, strerror(errno));
+    fprintf(f, "path\tidentity\tusable");
+    for (int d = 0; d < FPAY_EMBED_DIM; d++)
+        fprintf(f, "\te%d", d);
+    fputc('\n', f);
+    for (int i = 0; i < n; i++) {
+        const img_rec *r = order[i];
+        fprintf(f, "%s\t%s\t%d", r->path, r->name, r->has);
+        for (int d = 0; d < FPAY_EMBED_DIM; d++)
+            fprintf(f, "\t%.9g", r->has ? (double)r->e[d] : 0.0);
+        fputc('\n', f);
+    }
+    if (fclose(f) != 0)
+        return fpay_cli_die(1, "%s: %s", file, strerror(errno));
+    return 0;
+}
+
 int fpay_cmd_eval(int argc, char **argv)
 {
     opts o;
@@ -306,6 +610,8 @@ int fpay_cmd_eval(int argc, char **argv)
     memset(&s, 0, sizeof s);
     scored *v = NULL, *tmp = NULL;
     roc_pt *roc = NULL;
+    img_rec **order = NULL;
+    float *listed = NULL;
     if ((rc = read_pairs(o.pairs, o.root, &s)))
         goto out;
     int nw = o.workers;
@@ -474,9 +780,46 @@ int fpay_cmd_eval(int argc, char **argv)
         write_roc_svg(o.roc, roc, nroc, nneg, auc, eer);
         printf("ROC:        %s\n", o.roc);
     }
+    /* Beyond the listed pairs: the tail of every cross-identity pair, the
+     * multi-capture protocol, the embeddings. */
+    order = malloc((size_t)(s.nimgs ? s.nimgs : 1) * sizeof *order);
+    listed = malloc((size_t)(npos ? npos : 1) * sizeof *listed);
+    if (!order || !listed) {
+        rc = fpay_cli_die(1, "out of memory");
+        goto out;
+    }
+    int nlisted = 0;
+    for (int i = 0; i < s.npairs; i++)
+        if (v[i].same)
+            listed[nlisted++] = v[i].s;
+    const int nident = number_identities(&s, order);
+    if ((rc = eval_all_pairs(&s, listed, nlisted, o.fmr_extra)))
+        goto out;
+    for (int i = 0; i < o.nenroll; i++)
+        if ((rc = eval_enroll(&s, order, nident, o.enroll[i], o.enroll[i], o.fmr_extra)))
+            goto out;
+    /* Several K: again on the people and probes of the largest, so that the
+     * K differ only in the template. */
+    int kmax = 0;
+    for (int i = 0; i < o.nenroll; i++)
+        kmax = o.enroll[i] > kmax ? o.enroll[i] : kmax;
+    for (int i = 0; o.nenroll > 1 && i < o.nenroll; i++)
+        if (o.enroll[i] < kmax &&
+            (rc = eval_enroll(&s, order, nident, o.enroll[i], kmax, o.fmr_extra)))
+            goto out;
+    if (o.dump) {
+        if ((rc = write_dump(o.dump, order, s.nimgs)))
+            goto out;
+        printf("dump:       %s (%d images, tab-separated: path, identity, usable, 192 floats)\n",
+               o.dump, s.nimgs);
+    }
 out:
-    for (int i = 0; i < s.nimgs; i++)
+    for (int i = 0; i < s.nimgs; i++) {
         free(s.imgs[i].path);
+        free(s.imgs[i].name);
+    }
+    free(order);
+    free(listed);
     free(s.imgs);
     free(s.pairs);
     free(v);

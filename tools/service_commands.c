@@ -29,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #ifndef FACEPAY_DEFAULT_MODELS_DIR
 #define FACEPAY_DEFAULT_MODELS_DIR "models"
@@ -112,10 +114,12 @@ static const struct {
      "                         --fmr F [--threads N]\n\n"
      "Embeds every image the LFW-style pairs files list (root/name/name_NNNN.jpg)\n"
      "once, scores every pair of images of two different people (impostors) and\n"
-     "the listed same-person pairs (genuines), and picks the smallest threshold\n"
-     "whose impostor false-match rate is <= F (it needs >= 1/F impostor pairs).\n"
-     "Prints the threshold, the FMR reached, the FNMR there and the counts, and\n"
-     "stores them in the database, where every later run finds them.\n"},
+     "the same-person pairs (genuines: the listed ones, and every pair of\n"
+     "images of the same person), and picks the smallest threshold whose\n"
+     "impostor false-match rate is <= F (it needs >= 1/F impostor pairs).\n"
+     "Shows its progress on stderr (at most 20 lines when not a terminal).\n"
+     "Prints the threshold, the FMR reached, the FNMR there and the counts,\n"
+     "and stores them in the database, where every later run finds them.\n"},
     {"audit", "usage: facepay audit [OPTIONS] verify\n\n"
               "Walks the audit log's hash chain and prints the number of records;\n"
               "exit 1 and the first record that does not verify when it is broken.\n"},
@@ -458,6 +462,38 @@ static int cmd_keygen(int argc, char **argv)
     return 0;
 }
 
+/* calibrate's progress on stderr: on a terminal one line rewritten about
+ * once a second; elsewhere (a log) a line per 5% of the images, so at
+ * most 20 lines. */
+typedef struct cal_progress {
+    int tty;
+    int last_step;
+    struct timespec last;
+} cal_progress;
+
+static void cal_progress_cb(void *ctx, int done, int total)
+{
+    cal_progress *p = ctx;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (p->tty) {
+        double dt = (double)(now.tv_sec - p->last.tv_sec) +
+                    (double)(now.tv_nsec - p->last.tv_nsec) / 1e9;
+        if (dt < 1.0 && done < total)
+            return;
+        p->last = now;
+        fprintf(stderr, "\rcalibrate: %d / %d images embedded%s", done, total,
+                done == total ? "\n" : "");
+    } else {
+        int step = total > 0 ? (int)(20LL * done / total) : 20;
+        if (step == p->last_step)
+            return;
+        p->last_step = step;
+        fprintf(stderr, "calibrate: %d / %d images embedded\n", done, total);
+    }
+    fflush(stderr);
+}
+
 static int cmd_calibrate(int argc, char **argv)
 {
     sopts o;
@@ -469,8 +505,11 @@ static int cmd_calibrate(int argc, char **argv)
         return EXIT_ERROR;
     fpay_calibration c;
     char err[600] = "";
-    fpay_status st = fpay_service_calibrate(svc, o.threads, o.pairs, o.npairs, o.root, o.fmr,
-                                            &c, err, sizeof err);
+    cal_progress prog = {.tty = isatty(STDERR_FILENO), .last_step = 0};
+    clock_gettime(CLOCK_MONOTONIC, &prog.last);
+    fpay_status st = fpay_service_calibrate_progress(svc, o.threads, o.pairs, o.npairs, o.root,
+                                                     o.fmr, cal_progress_cb, &prog, &c, err,
+                                                     sizeof err);
     fpay_service_close(svc);
     if (st != FPAY_OK)
         return fpay_cli_die(EXIT_ERROR, "%s (%s)", err, fpay_status_str(st));
@@ -479,12 +518,16 @@ static int cmd_calibrate(int argc, char **argv)
     printf("impostors:  %lld pairs (every pair of usable images of two people)\n",
            c.impostor_pairs);
     printf("genuines:   %ld pairs (the listed same-person pairs)\n", c.genuine_pairs);
+    printf("            %lld pairs (every pair of usable images of the same person)\n",
+           c.genuine_pairs_all);
     printf("threshold:  %.6f (smallest with impostor FMR <= %g)\n", (double)c.threshold,
            c.target_fmr);
     printf("FMR:        %.3g (%lld of %lld impostor pairs >= threshold)\n", c.fmr,
            c.impostor_accepts, c.impostor_pairs);
     printf("FNMR:       %.4f (%ld of %ld genuine pairs below)\n", c.fnmr, c.genuine_rejects,
            c.genuine_pairs);
+    printf("            %.4f (%lld of %lld same-person pairs of the images below)\n", c.fnmr_all,
+           c.genuine_rejects_all, c.genuine_pairs_all);
     printf("model:      MobileFaceNet sha256 %s\n", c.model_sha256);
     printf("stored in %s; used by every later run without --threshold\n", o.db);
     return 0;

@@ -78,6 +78,34 @@ expect 1 "world-readable key refused" "$facepay" verify --key-file "$tmp/open.ke
   --phone +8613800138000 "$data/faces/obama.jpg"
 export FACEPAY_KEY_FILE=$tmp/k.key
 
+# ---- calibrate (own database, so the round trip keeps the default
+# threshold): 7 images of 4 people in tests/data/faces/lfw_layout, 2 listed
+# same-person pairs of the 3 the images hold, and (cal3.txt) 40 images that
+# do not exist, left out as unusable but still counted by the progress on
+# stderr (not a terminal here: a line per 5% at most, so at most 20 lines
+# for 47 images, the last one 47 / 47).
+printf '1\nAl_Pacino\t1\t2\nAlan_Greenspan\t1\tAlbert_Costa\t2\n' >"$tmp/cal1.txt"
+printf '1\nAlbert_Costa\t2\t6\nAlan_Greenspan\t5\tTom_Cruise\t1\n' >"$tmp/cal2.txt"
+{ echo 20
+  for k in $(seq 0 19); do printf 'Al_Pacino\t%d\t%d\n' $((2 * k + 10)) $((2 * k + 11)); done
+  for k in $(seq 0 19); do printf 'Alan_Greenspan\t1\tAlbert_Costa\t2\n'; done
+} >"$tmp/cal3.txt"
+expect 0 "calibrate" "$facepay" calibrate --db "$tmp/cal.db" --liveness off --fmr 0.25 \
+  --pairs "$tmp/cal1.txt" --pairs "$tmp/cal2.txt" --pairs "$tmp/cal3.txt" \
+  --root "$data/faces/lfw_layout"
+contains "^impostors:  18 pairs" "calibrate counts every cross-identity pair"
+contains "^genuines:   2 pairs \(the listed same-person pairs\)" "calibrate counts the listed pairs"
+contains "^            3 pairs \(every pair of usable images of the same person\)" "calibrate counts every same-person pair"
+contains "^            [0-9.]+ \([0-3] of 3 same-person pairs of the images below\)" "calibrate FNMR over every same-person pair"
+contains "^images:     47 listed, 40 unusable" "calibrate counts the missing images"
+n=$(wc -l <"$tmp/err")
+if ((n >= 2 && n <= 20)) && [[ $(grep -c '^calibrate: [0-9]* / 47 images embedded$' "$tmp/err") == "$n" ]] &&
+   tail -1 "$tmp/err" | grep -q '^calibrate: 47 / 47 images embedded$'; then
+  echo "ok: calibrate progress on stderr"
+else
+  echo "FAIL: calibrate progress on stderr:"; cat "$tmp/err"; fails=$((fails + 1))
+fi
+
 # ---- round trip (liveness off: the LFW photos are too small for it)
 L=(--liveness off)
 expect 0 "enroll" "$facepay" enroll "${L[@]}" --phone +8613800138000 "$data/faces/Al_Pacino_0001.jpg"

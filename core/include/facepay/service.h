@@ -283,7 +283,16 @@ typedef struct fpay_calibration {
     int images_unusable;         /* unreadable or no face: left out */
     int identities;              /* people among the usable images */
     char model_sha256[65];
+    long long genuine_pairs_all; /* every pair of usable images of the same
+                                    person, listed or not */
+    long long genuine_rejects_all;
+    double fnmr_all;             /* genuine_rejects_all / genuine_pairs_all */
 } fpay_calibration;
+
+/* Progress of a long call: done of total units (calibrate: images
+ * embedded). Called from worker threads, one call at a time, after each
+ * unit; ctx is the caller's. */
+typedef void (*fpay_progress_fn)(void *ctx, int done, int total);
 
 /* Embeds every image listed in the LFW-style pairs files (View 1: "N",
  * then N same-person lines "name i j" and N different-person lines "name1 i
@@ -301,6 +310,16 @@ FPAY_API fpay_status fpay_calibrate(const fpay_pipeline_config *pipeline,
                                     const char *root, double target_fmr,
                                     fpay_calibration *out, char *err,
                                     size_t err_len);
+/* Same, calling progress (may be NULL) after each image is embedded. */
+FPAY_API fpay_status fpay_calibrate_progress(const fpay_pipeline_config *pipeline,
+                                             int threads,
+                                             const char *const *pairs_files,
+                                             int n_files, const char *root,
+                                             double target_fmr,
+                                             fpay_progress_fn progress,
+                                             void *progress_ctx,
+                                             fpay_calibration *out, char *err,
+                                             size_t err_len);
 
 /* fpay_calibrate with the service's payment pipeline settings, then stores
  * the threshold, its FMR, the counts and the model's sha256 in the
@@ -312,6 +331,11 @@ FPAY_API fpay_status fpay_service_calibrate(fpay_service *svc, int threads,
                                             double target_fmr,
                                             fpay_calibration *out, char *err,
                                             size_t err_len);
+/* Same, with progress as in fpay_calibrate_progress. */
+FPAY_API fpay_status fpay_service_calibrate_progress(
+    fpay_service *svc, int threads, const char *const *pairs_files, int n_files,
+    const char *root, double target_fmr, fpay_progress_fn progress,
+    void *progress_ctx, fpay_calibration *out, char *err, size_t err_len);
 
 #ifdef __cplusplus
 }

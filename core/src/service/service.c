@@ -1566,12 +1566,23 @@ fpay_status fpay_service_calibrate(fpay_service *svc, int threads,
                                    const char *root, double target_fmr,
                                    fpay_calibration *out, char *err, size_t err_len)
 {
+    return fpay_service_calibrate_progress(svc, threads, pairs_files, n_files, root, target_fmr,
+                                           NULL, NULL, out, err, err_len);
+}
+
+fpay_status fpay_service_calibrate_progress(fpay_service *svc, int threads,
+                                            const char *const *pairs_files, int n_files,
+                                            const char *root, double target_fmr,
+                                            fpay_progress_fn progress, void *progress_ctx,
+                                            fpay_calibration *out, char *err, size_t err_len)
+{
     if (!svc || !out) {
         fpay_set_err(err, err_len, "calibrate: NULL argument");
         return FPAY_INVALID_ARGUMENT;
     }
-    fpay_status st = fpay_calibrate(&svc->cfg.pipeline, threads, pairs_files, n_files, root,
-                                    target_fmr, out, err, err_len);
+    fpay_status st = fpay_calibrate_progress(&svc->cfg.pipeline, threads, pairs_files, n_files,
+                                             root, target_fmr, progress, progress_ctx, out, err,
+                                             err_len);
     if (st != FPAY_OK)
         return st;
     if (strcmp(out->model_sha256, svc->model_sha) != 0) {
