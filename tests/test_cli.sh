@@ -60,7 +60,7 @@ expect_ok "run rnet golden input" "rnet/prob1"             "$cli" run "$models/r
 if cmp -s <(od -An -tf4 "$tmp/rnet.out0.f32" | wc -w) <(echo 2); then ok "run writes 2 floats"; else bad "run output size"; fi
 expect_ok "embed a face"          "raw L2 norm"            "$cli" embed --model "$mfn" "$data/faces/amy1.png"
 expect_ok "help"                  "usage: facepay"         "$cli" --help
-# Face pipeline commands (issue 6).
+# Face pipeline commands.
 expect_ok "detect a face"         "result ok"              "$cli" detect --models "$models" --liveness off "$data/faces/Tom_Cruise_0001.jpg"
 expect_ok "detect --annotate"     "annotated: "            "$cli" detect --models "$models" --liveness off --annotate "$tmp/ann.png" "$data/faces/kit_with_rose.jpg"
 expect_ok "embed via detection"   "raw L2 norm"            "$cli" embed --models "$models" --liveness off "$data/faces/Tom_Cruise_0001.jpg"

@@ -354,10 +354,18 @@ static void fill_request(const sopts *o, fpay_request *req)
     req->account = o->id ? o->id : o->phone;
 }
 
-static void print_decision(const fpay_service_result *r)
+/* The first line: the decision of a verify, or whether an enrollment
+ * enrolled the face (ENROLLED, or NOT ENROLLED with the reason: an
+ * enrollment is not a payment and says so). */
+static void print_decision(const fpay_service_result *r, int enroll)
 {
-    printf("%s %s: %s\n", fpay_decision_name(r->decision), fpay_reason_name(r->reason),
-           r->message);
+    if (enroll && r->decision == FPAY_APPROVE)
+        printf("ENROLLED: %s\n", r->message);
+    else if (enroll)
+        printf("NOT ENROLLED %s: %s\n", fpay_reason_name(r->reason), r->message);
+    else
+        printf("%s %s: %s\n", fpay_decision_name(r->decision), fpay_reason_name(r->reason),
+               r->message);
 }
 
 static int exit_of(const fpay_service_result *r)
@@ -403,7 +411,7 @@ static int cmd_enroll_or_verify(int verify, int argc, char **argv)
             fpay_service_verify(svc, &req, &caps[0], &r);
         else
             fpay_service_enroll(svc, &req, caps, o.nargs, &r);
-        print_decision(&r);
+        print_decision(&r, !verify);
         print_times(&r.times);
         if (r.score > -2.0f)
             printf("operator: score %.4f threshold %.4f (FMR %.2g) account %s\n", (double)r.score,
@@ -443,7 +451,7 @@ static int cmd_account(int del, int argc, char **argv)
         fpay_service_delete(svc, &req, &r);
     else
         fpay_service_unlock(svc, &req, &r);
-    print_decision(&r);
+    print_decision(&r, 0);
     fpay_service_close(svc);
     return exit_of(&r);
 }

@@ -109,10 +109,11 @@ fi
 # ---- round trip (liveness off: the LFW photos are too small for it)
 L=(--liveness off)
 expect 0 "enroll" "$facepay" enroll "${L[@]}" --phone +8613800138000 "$data/faces/Al_Pacino_0001.jpg"
-contains "^APPROVE NONE" "enroll approves"
+contains "^ENROLLED: " "enroll says ENROLLED"
 expect 3 "re-enroll with the same photo" "$facepay" enroll "${L[@]}" --phone +8613800138001 \
   "$data/faces/Al_Pacino_0001.jpg"
 contains "DUPLICATE_CAPTURE" "duplicate capture named"
+contains "^NOT ENROLLED DUPLICATE_CAPTURE: " "a refused enrollment says NOT ENROLLED"
 expect 0 "verify same person" "$facepay" verify "${L[@]}" --country 86 --phone "138 0013 8000" \
   "$data/faces/Al_Pacino_0002.jpg"
 contains "^APPROVE NONE" "verify approves"
