@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PACINO_A "faces/Al_Pacino_0001.jpg"
 #define PACINO_B "faces/Al_Pacino_0002.jpg"
@@ -107,6 +108,25 @@ Test(service, liveness_refusals_say_spoof_or_capture_unsure)
     cr_expect_eq(svc_sql_count(&env, "SELECT COUNT(*) FROM audit WHERE reason = 'SPOOF'"), 1);
     cr_expect_eq(svc_sql_count(&env,
                                "SELECT COUNT(*) FROM audit WHERE reason = 'CAPTURE_UNSURE'"), 1);
+}
+
+/* A terminal (one pipeline) gives its sessions the idle cores, up to 4; a
+ * server's pipelines one thread each; an explicit count is kept. */
+Test(service, pipeline_threads_follow_the_workers)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int want = cores < 1 ? 1 : cores > 4 ? 4 : (int)cores;
+    cr_expect_eq(fpay_service_auto_threads(1), want);
+    cr_expect_eq(fpay_service_auto_threads(2), 1);
+    fpay_service *svc = svc_open(&env, env.key, 0, 1, 0);
+    cr_expect_eq(fpay_service_pipeline_threads(svc), want);
+    fpay_service_close(svc);
+    svc = svc_open(&env, env.key, 0, 3, 0);
+    cr_expect_eq(fpay_service_pipeline_threads(svc), 1);
+    fpay_service_close(svc);
+    fpay_service_config cfg;
+    fpay_service_config_init(&cfg);
+    cr_expect_eq(cfg.pipeline.threads, 0, "the default leaves the choice to the service");
 }
 
 Test(service, enroll_then_verify_lfw)

@@ -146,7 +146,11 @@ typedef struct fpay_service_config {
                                     database, else the built-in default;
                                     otherwise a cosine in (0, 1] (anything
                                     else is refused at open) */
-    int workers;                 /* face pipelines for concurrent calls: 0 = 1 */
+    int workers;                 /* face pipelines for concurrent calls: 0 = 1.
+                                    With one, pipeline.threads 0 means the
+                                    online cores, at most 4 (a terminal's
+                                    idle cores speed up liveness and
+                                    detection); with several, 1 each */
     int enroll_max_captures;     /* 5 */
     /* Throttling (NIST SP 800-63B-4 style), counters kept in the store. */
     int backoff_after;           /* consecutive failures before backoff: 5 */

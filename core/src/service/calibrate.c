@@ -298,6 +298,10 @@ fpay_status fpay_calibrate_progress(const fpay_pipeline_config *pipeline, int th
     cfg.embed = 1;
     cfg.embed_rejected = 1;
     int nw = threads > 0 ? threads : 1;
+    /* The workers are the parallelism here: one thread per session, or they
+     * would compete for the same cores. */
+    if (nw > 1)
+        cfg.threads = 1;
     if (nw > s.n)
         nw = s.n > 0 ? s.n : 1;
     ws = calloc((size_t)nw, sizeof *ws);

@@ -13,6 +13,13 @@
 
 #include <facepay/service.h>
 
+/* --------------------------------------------------------------- threads */
+
+/* Threads per face-pipeline session for `workers` pipelines when the
+ * configuration leaves it at 0, and what an open service uses (tests). */
+int fpay_service_auto_threads(int workers);
+int fpay_service_pipeline_threads(const fpay_service *svc);
+
 /* ------------------------------------------------------------------ keys */
 
 #define FPAY_KEY_BYTES 32

@@ -12,7 +12,8 @@
  *   terminal [OPTIONS] < requests            one "PHONE FRAME.nv21" a line
  *
  * OPTIONS: --models DIR --db FILE --key-file FILE --country CC --width W
- * --height H --terminal-id ID --threads N --liveness on|off, and --enroll
+ * --height H --terminal-id ID --threads N (0, the default: the cores the
+ * checkout leaves idle, up to 4) --liveness on|off, and --enroll
  * (enroll the frame under the number instead of verifying: bring-up of a
  * test store).
  *
@@ -147,7 +148,7 @@ int main(int argc, char **argv)
         .terminal_id = "lane-1",
         .width = 640,
         .height = 480,
-        .threads = 1,
+        .threads = 0, /* the service's choice: a terminal's idle cores */
         .liveness = 1,
     };
     const char *pos[2];
