@@ -36,7 +36,8 @@ for f in "$libdir/libfacepay.so" "$libdir/libfacepay.a" "$libdir/pkgconfig/facep
          "$prefix/include/facepay/facepay.h" "$prefix/include/facepay/backend.h" \
          "$prefix/include/facepay/pipeline.h" "$prefix/include/facepay/service.h" \
          "$prefix/bin/facepay" "$prefix/bin/facepay-bench" \
-         "$prefix/share/man/man1/facepay.1"; do
+         "$prefix/share/man/man1/facepay.1" "$prefix/share/man/man1/facepay-bench.1" \
+         "$prefix/share/man/man1/facepay-load.1"; do
     [[ -e "$f" ]] || fail "not installed: ${f#"$prefix"/}"
 done
 major=$(sed -n 's/^#define FPAY_VERSION_MAJOR \([0-9]*\).*/\1/p' "$prefix/include/facepay/facepay.h")
@@ -49,8 +50,10 @@ ls -l "$libdir"/libfacepay.*
 "$root/tests/install/test_exports.sh" "$libdir/libfacepay.so" "$prefix"/include/facepay/*.h
 # The man page renders without warnings.
 if command -v groff >/dev/null; then
-    warn=$(groff -man -Tutf8 -ww -z "$prefix/share/man/man1/facepay.1" 2>&1 || true)
-    [[ -z "$warn" ]] || fail "groff warnings in facepay.1: $warn"
+    for page in facepay facepay-bench facepay-load; do
+        warn=$(groff -man -Tutf8 -ww -z "$prefix/share/man/man1/$page.1" 2>&1 || true)
+        [[ -z "$warn" ]] || fail "groff warnings in $page.1: $warn"
+    done
 fi
 "$prefix/bin/facepay" version
 "$prefix/bin/facepay" backends
