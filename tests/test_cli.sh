@@ -52,6 +52,7 @@ expect_error "bad batch"          "--batch"                "$cli" run --batch 0 
 expect_error "image not an image" "not_image.jpg"          "$cli" embed --model "$mfn" "$tmp/not_image.jpg"
 expect_error "missing image"      "nope.png"               "$cli" embed --model "$mfn" "$tmp/nope.png"
 expect_error "unknown command"   "unknown command"        "$cli" frobnicate
+expect_error "missing models say what to do" "fetch_models.sh" "$cli" detect --models "$tmp/no-models" "$data/faces/amy1.png"
 expect_error "unknown backend"   "unknown backend"        "$cli" embed --backend warp --model "$mfn" "$data/faces/amy1.png"
 
 expect_ok "info MobileFaceNet"    "imported: +230 nodes"   "$cli" info "$mfn"

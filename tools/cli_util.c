@@ -15,6 +15,19 @@ int fpay_cli_die(int code, const char *fmt, ...)
     return code;
 }
 
+const char *fpay_cli_next_step(fpay_status st, const char *err)
+{
+    if (st != FPAY_NOT_FOUND || !err)
+        return "";
+    if (strstr(err, ".tflite"))
+        return "; fetch the models with tools/fetch_models.sh, or point --models or "
+               "FACEPAY_MODELS_DIR at their folder";
+    if (strstr(err, "key file"))
+        return "; make a master key with: facepay keygen FILE (then --key-file FILE "
+               "or FACEPAY_KEY_FILE)";
+    return "";
+}
+
 int fpay_cli_parse_profile(const char *name, fpay_camera_profile *out)
 {
     static const struct {

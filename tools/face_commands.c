@@ -300,7 +300,8 @@ static int make_pipeline(const opts *o, const fpay_pipeline_config *cfg, fpay_pi
     char err[600];
     fpay_status st = fpay_pipeline_create(cfg ? cfg : &o->cfg, p, err, sizeof err);
     if (st != FPAY_OK)
-        return fpay_cli_die(1, "%s (%s)", err, fpay_status_str(st));
+        return fpay_cli_die(1, "%s (%s)%s", err, fpay_status_str(st),
+                            fpay_cli_next_step(st, err));
     return 0;
 }
 

@@ -296,8 +296,8 @@ static int open_service(const sopts *o, fpay_service **svc)
     char err[512] = "";
     fpay_status st = fpay_service_open(&cfg, svc, err, sizeof err);
     if (st != FPAY_OK)
-        return fpay_cli_die(EXIT_ERROR, "%s (%s)", err[0] ? err : "cannot open the service",
-                   fpay_status_str(st));
+        return fpay_cli_die(EXIT_ERROR, "%s (%s)%s", err[0] ? err : "cannot open the service",
+                            fpay_status_str(st), fpay_cli_next_step(st, err));
     return 0;
 }
 

@@ -71,6 +71,10 @@ contains "verify --phone N" "checkout commands in --help"
 # ---- errors: exit 1, one line
 expect 1 "no key" "$facepay" verify --phone +8613800138000 "$data/faces/obama.jpg"
 expect 1 "missing image" "$facepay" verify --phone +8613800138000 "$tmp/none.jpg"
+expect 1 "missing key file" "$facepay" verify --key-file "$tmp/no-such.key" \
+  --phone +8613800138000 "$data/faces/obama.jpg"
+if grep -q "make a master key with: facepay keygen" "$tmp/err"; then echo "ok: missing key says keygen"
+else echo "FAIL: missing key file does not say what to do:"; cat "$tmp/err"; fails=$((fails + 1)); fi
 expect 0 "keygen" "$facepay" keygen "$tmp/k.key"
 expect 1 "keygen refuses overwrite" "$facepay" keygen "$tmp/k.key"
 cp "$tmp/k.key" "$tmp/open.key"; chmod 644 "$tmp/open.key"
@@ -128,7 +132,8 @@ expect 3 "verify unknown account" "$facepay" verify "${L[@]}" --phone +861380013
 contains "^DECLINE NO_MATCH" "unknown account declines like a wrong face"
 expect 3 "verify invalid number" "$facepay" verify "${L[@]}" --phone "12ab" \
   "$data/faces/Al_Pacino_0002.jpg"
-contains "^DECLINE INVALID_ACCOUNT" "invalid number"
+contains "^DECLINE INVALID_ACCOUNT: invalid account number: phone number: character 3 is not a digit" \
+  "invalid number names the rule it broke"
 expect 3 "verify no face" "$facepay" verify "${L[@]}" --phone +8613800138000 "$data/images/quad.png"
 contains "^DECLINE NO_FACE" "no face"
 expect 3 "verify bomb" "$facepay" verify "${L[@]}" --phone +8613800138000 \

@@ -183,6 +183,11 @@ static void finish(fpay_service_result *out, fpay_status st, fpay_reason reason,
         fpay_quality_reasons_str(out->quality_reasons, q, sizeof q);
         snprintf(out->message, sizeof out->message, "%s: %s",
                  fpay_reason_str(reason), q);
+    } else if (out->reason == FPAY_REASON_INVALID_ACCOUNT && out->message[0]) {
+        char rule[96]; /* the normaliser's rules are shorter */
+        snprintf(rule, sizeof rule, "%.95s", out->message);
+        snprintf(out->message, sizeof out->message, "%.40s: %s", fpay_reason_str(reason),
+                 rule);
     } else if (out->retry_after_s > 0) {
         snprintf(out->message, sizeof out->message, "%s (retry in %d s)",
                  fpay_reason_str(reason), out->retry_after_s);
@@ -260,11 +265,16 @@ static fpay_status account_of(fpay_service *svc, const fpay_request *req,
     if (!req || !req->account ||
         (req->id_kind != FPAY_ID_PHONE && req->id_kind != FPAY_ID_CN_RESIDENT))
         return FPAY_INVALID_ARGUMENT;
+    /* The rule the number broke goes into the message (finish() keeps it
+     * for INVALID_ACCOUNT): the customer typed it and can correct it, and
+     * no rule's text repeats the number. */
     fpay_status st = fpay_account_id_normalize(req->id_kind, req->account,
                                                svc->cfg.default_country_code,
-                                               norm, sizeof norm, NULL, 0);
+                                               norm, sizeof norm, out->message,
+                                               sizeof out->message);
     if (st != FPAY_OK)
         return FPAY_INVALID_ARGUMENT;
+    out->message[0] = '\0';
     fpay_account_hash(&svc->keys, req->id_kind, norm, hash);
     sodium_memzero(norm, sizeof norm);
     char hex[2 * FPAY_HASH_BYTES + 1];
