@@ -103,8 +103,11 @@ fi
 export FACEPAY_MODELS_DIR=$models
 # Liveness off under qemu only: FaceAntiSpoofing takes minutes per frame
 # there (tools/ci_install.sh runs it natively on x86-64).
+# One thread: qemu-aarch64 7.2 never returns from a guest's pthread_create,
+# and a one-worker service would otherwise start a thread pool.
 run_terminal() {
-    "${emu[@]}" "$1" --db "$db" --key-file "$key" --width $w --height $h --liveness off "${@:2}"
+    "${emu[@]}" "$1" --db "$db" --key-file "$key" --width $w --height $h --liveness off \
+        --threads 1 "${@:2}"
 }
 run_terminal "$work/ex-make/terminal" --enroll "$work/enroll.nv21" "$phone"
 for t in "$work/ex-cmake/terminal" "$work/ex-make/terminal"; do

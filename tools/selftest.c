@@ -167,12 +167,17 @@ static void compare(const run_out *y, const run_out *ref, int row, double *err, 
     *min_cos = 1;
     for (int i = 0; i < ref->n; i++) {
         double max_ref = 0, max_diff = 0;
+        /* Plain compares, not fmax: aarch64 gcc 12 crashes vectorising an
+         * fmax reduction here (internal compiler error at -O3). */
         for (size_t k = 0; k < ref->count[i]; k++) {
             double d = fabs((double)y->data[i][k] - ref->data[i][k]);
-            if (!(d <= INFINITY))
+            if (d != d)
                 d = INFINITY;
-            max_diff = fmax(max_diff, d);
-            max_ref = fmax(max_ref, fabs((double)ref->data[i][k]));
+            if (d > max_diff)
+                max_diff = d;
+            double a = fabs((double)ref->data[i][k]);
+            if (a > max_ref)
+                max_ref = a;
         }
         double e = max_diff / (max_ref > 0 ? max_ref : 1);
         if (e > *err)

@@ -192,7 +192,7 @@ int main(int argc, char **argv)
         i++;
     }
     if ((npos != 0 && npos != 2) || o.width <= 0 || o.height <= 0 || (o.width | o.height) & 1 ||
-        o.threads < 1)
+        o.threads < 0)
         return usage(stderr, 2);
 
     /* Boot: once per process. */
